@@ -1,0 +1,48 @@
+// tailor/data/fashion_mnist.hpp: Debian's Fashion-MNIST (package dataset-fashion-mnist) as tensors,
+// batches over them, and top-1 accuracy. Images are N x 1 x 28 x 28 floats scaled to [0, 1] and then
+// normalized with mean 0.2860 and std 0.3530, as PyTorch's examples do; labels are int64 0-9.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace tailor::data {
+
+inline constexpr double kFashionMnistMean = 0.2860;
+inline constexpr double kFashionMnistStd = 0.3530;
+
+enum class Split { Train, Test };
+
+struct Dataset {
+  at::Tensor images;  ///< float32 [N, 1, 28, 28], normalized
+  at::Tensor labels;  ///< int64 [N]
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+};
+
+/// The folder holding the gzipped IDX files: $TAILOR_FASHION_MNIST if set, else
+/// /usr/share/datasets/fashion-mnist.
+std::string fashion_mnist_root();
+
+/// Reads one split (60,000 training or 10,000 test images); `limit` > 0 keeps the first `limit`.
+/// Errors name the missing or malformed file.
+Dataset load_fashion_mnist(Split split, const std::string& root = fashion_mnist_root(), int64_t limit = -1);
+
+struct Batch {
+  at::Tensor images;
+  at::Tensor labels;
+};
+
+/// Splits a dataset into batches, shuffled with `seed` when `shuffle` is set. Ranks take every
+/// `world_size`-th batch starting at `rank` (for data-parallel training).
+std::vector<Batch> batches(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed = 0,
+                           int rank = 0, int world_size = 1);
+
+/// Top-1 accuracy (0..1) of `predict` (logits [B, classes]) over the dataset, in eval batches, no grad.
+double top1_accuracy(const std::function<at::Tensor(const at::Tensor&)>& predict, const Dataset& data,
+                     int64_t batch_size = 256);
+
+}  // namespace tailor::data

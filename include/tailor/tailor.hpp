@@ -1,0 +1,17 @@
+// tailor/tailor.hpp: the umbrella header. Include this to get capture, the graph IR, analysis, export,
+// passes and pipelines, transforms, the model zoo and the Fashion-MNIST reader.
+#pragma once
+
+#include "tailor/capture/capture.hpp"
+#include "tailor/core/build_info.hpp"
+#include "tailor/core/error.hpp"
+#include "tailor/data/fashion_mnist.hpp"
+#include "tailor/export/export.hpp"
+#include "tailor/ir/analysis.hpp"
+#include "tailor/ir/graph.hpp"
+#include "tailor/ir/graph_module.hpp"
+#include "tailor/ir/ops.hpp"
+#include "tailor/models/zoo.hpp"
+#include "tailor/pass/pass.hpp"
+#include "tailor/transforms/transforms.hpp"
+#include "tailor/version.hpp"

@@ -1,0 +1,100 @@
+#include "tailor/data/fashion_mnist.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <torch/torch.h>
+#include <zlib.h>
+
+#include "tailor/core/error.hpp"
+
+namespace tailor::data {
+namespace {
+
+std::vector<uint8_t> read_gzip(const std::string& path) {
+  TAILOR_CHECK(std::filesystem::exists(path), "Fashion-MNIST file '", path,
+               "' not found (install Debian's dataset-fashion-mnist or set TAILOR_FASHION_MNIST)");
+  gzFile f = gzopen(path.c_str(), "rb");
+  TAILOR_CHECK(f, "cannot open '", path, "'");
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> chunk(1 << 20);
+  int n = 0;
+  while ((n = gzread(f, chunk.data(), static_cast<unsigned>(chunk.size()))) > 0) out.insert(out.end(), chunk.begin(), chunk.begin() + n);
+  const bool failed = n < 0;
+  gzclose(f);
+  TAILOR_CHECK(!failed, "'", path, "' is not a readable gzip file");
+  return out;
+}
+
+uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
+  return (uint32_t(b[at]) << 24) | (uint32_t(b[at + 1]) << 16) | (uint32_t(b[at + 2]) << 8) | uint32_t(b[at + 3]);
+}
+
+}  // namespace
+
+std::string fashion_mnist_root() {
+  const char* env = std::getenv("TAILOR_FASHION_MNIST");
+  return env && *env ? env : "/usr/share/datasets/fashion-mnist";
+}
+
+Dataset load_fashion_mnist(Split split, const std::string& root, int64_t limit) {
+  const std::string prefix = root + "/" + (split == Split::Train ? "train" : "t10k");
+  const std::string images_path = prefix + "-images-idx3-ubyte.gz";
+  const std::string labels_path = prefix + "-labels-idx1-ubyte.gz";
+  const auto images = read_gzip(images_path);
+  const auto labels = read_gzip(labels_path);
+  TAILOR_CHECK(images.size() >= 16 && be32(images, 0) == 2051, "'", images_path, "' is not an IDX image file");
+  TAILOR_CHECK(labels.size() >= 8 && be32(labels, 0) == 2049, "'", labels_path, "' is not an IDX label file");
+  const int64_t n = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12);
+  TAILOR_CHECK(static_cast<int64_t>(be32(labels, 4)) == n, "'", images_path, "' and '", labels_path,
+               "' hold different numbers of items");
+  TAILOR_CHECK(static_cast<int64_t>(images.size()) == 16 + n * rows * cols, "'", images_path, "' is truncated");
+  TAILOR_CHECK(static_cast<int64_t>(labels.size()) == 8 + n, "'", labels_path, "' is truncated");
+  const int64_t keep = limit > 0 ? std::min(limit, n) : n;
+  Dataset d;
+  d.images = torch::from_blob(const_cast<uint8_t*>(images.data() + 16), {keep, 1, rows, cols}, torch::kUInt8)
+                 .to(torch::kFloat)
+                 .div_(255.0)
+                 .sub_(kFashionMnistMean)
+                 .div_(kFashionMnistStd);
+  d.labels = torch::from_blob(const_cast<uint8_t*>(labels.data() + 8), {keep}, torch::kUInt8).to(torch::kLong);
+  return d;
+}
+
+std::vector<Batch> batches(const Dataset& data, int64_t batch_size, bool shuffle, uint64_t seed, int rank,
+                           int world_size) {
+  TAILOR_CHECK(batch_size > 0, "batch size must be positive, got ", batch_size);
+  TAILOR_CHECK(world_size > 0 && rank >= 0 && rank < world_size, "rank ", rank, " is outside world size ", world_size);
+  const int64_t n = data.size();
+  torch::Tensor order;
+  if (shuffle) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    order = torch::randperm(n, gen, torch::kLong);
+  } else {
+    order = torch::arange(n, torch::kLong);
+  }
+  std::vector<Batch> out;
+  int64_t index = 0;
+  for (int64_t start = 0; start < n; start += batch_size, ++index) {
+    if (index % world_size != rank) continue;
+    const auto idx = order.slice(0, start, std::min(n, start + batch_size));
+    out.push_back({data.images.index_select(0, idx), data.labels.index_select(0, idx)});
+  }
+  return out;
+}
+
+double top1_accuracy(const std::function<at::Tensor(const at::Tensor&)>& predict, const Dataset& data,
+                     int64_t batch_size) {
+  TAILOR_CHECK(data.size() > 0, "cannot measure accuracy on an empty dataset");
+  torch::NoGradGuard no_grad;
+  int64_t correct = 0;
+  for (const Batch& b : batches(data, batch_size, false)) {
+    const at::Tensor logits = predict(b.images);
+    TAILOR_CHECK(logits.dim() == 2 && logits.size(0) == b.images.size(0), "the model returned shape ",
+                 logits.sizes(), " for a batch of ", b.images.size(0), "; expected [batch, classes]");
+    correct += logits.argmax(1).eq(b.labels).sum().item<int64_t>();
+  }
+  return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+}  // namespace tailor::data

@@ -1,0 +1,164 @@
+#include "tailor/ir/analysis.hpp"
+
+#include <functional>
+#include <numeric>
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "tailor/ir/ops.hpp"
+
+namespace tailor {
+namespace {
+
+int64_t numel(const std::vector<int64_t>& shape) {
+  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+int64_t dtype_bytes(const std::string& dtype) {
+  if (dtype == "Double" || dtype == "Long" || dtype == "ComplexFloat") return 8;
+  if (dtype == "Half" || dtype == "BFloat16" || dtype == "Short") return 2;
+  if (dtype == "Byte" || dtype == "Char" || dtype == "Bool" || dtype == "QInt8" || dtype == "QUInt8") return 1;
+  return 4;
+}
+
+int64_t tensor_bytes(const Value& v) {
+  if (v.type != ValueType::Tensor || v.shape.empty() && v.dtype.empty()) return 0;
+  return numel(v.shape) * dtype_bytes(v.dtype);
+}
+
+// Multiply-accumulates of the matrix-product ops; 0 for everything else.
+int64_t macs_of(const Graph& g, const Node& n) {
+  auto shape = [&](size_t k) -> const std::vector<int64_t>& { return g.value(n.inputs[k]).shape; };
+  const std::vector<int64_t>& out = g.value(n.outputs[0]).shape;
+  if (n.kind == ops::kConv) {
+    const auto& w = shape(1);  // [Cout, Cin/groups, k...]
+    return numel(out) * numel(std::vector<int64_t>(w.begin() + 1, w.end()));
+  }
+  if (n.kind == ops::kLinear) return numel(out) * shape(1).back();
+  if (n.kind == ops::kMatmul) {
+    const auto& a = shape(0);
+    return a.empty() ? 0 : numel(out) * a.back();
+  }
+  if (n.kind == ops::kOpaque) {
+    const std::string& schema = n.s("schema");
+    if (schema == "aten::_native_multi_head_attention") {
+      // (query [B, L, E], key [B, S, E], value, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, ...)
+      const auto& q = shape(0);
+      const auto& k = shape(1);
+      if (q.size() != 3 || k.size() != 3) return 0;
+      const int64_t b = q[0], l = q[1], s = k[1], e = q[2];
+      return b * (l + 2 * s) * e * e  // q, k, v projections
+             + 2 * b * l * s * e      // scores and weighted sum
+             + b * l * e * e;         // output projection
+    }
+    if (schema == "aten::scaled_dot_product_attention") {
+      const auto& q = shape(0);
+      const auto& k = shape(1);
+      if (q.size() < 2 || k.size() < 2) return 0;
+      const int64_t l = q[q.size() - 2], s = k[k.size() - 2], e = q.back();
+      return 2 * numel(std::vector<int64_t>(q.begin(), q.end() - 2)) * l * s * e;
+    }
+    if (schema == "aten::addmm" || schema == "aten::bmm" || schema == "aten::baddbmm" || schema == "aten::einsum")
+      return 0;  // addmm/bmm normally become linear/matmul; counted there
+  }
+  return 0;
+}
+
+int64_t flops_of(const Graph& g, const Node& n, int64_t macs) {
+  if (n.outputs.empty()) return 0;
+  const Value& out = g.value(n.outputs[0]);
+  if (out.type != ValueType::Tensor) return 0;
+  const int64_t e = numel(out.shape);
+  if (macs > 0) {
+    int64_t bias = 0;
+    if ((n.kind == ops::kConv || n.kind == ops::kLinear) && g.value(n.inputs[2]).type == ValueType::Tensor) bias = e;
+    return 2 * macs + bias;
+  }
+  if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm || n.kind == ops::kGroupNorm) return 2 * e;
+  if (ops::is_elementwise_unary(n.kind) && n.kind != ops::kDropout && n.kind != ops::kContiguous) return e;
+  if (ops::is_binary(n.kind)) return e;
+  if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) return 3 * e;
+  if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool) return e * numel(n.ints("kernel_size"));
+  if (n.kind == ops::kAdaptiveAvgPool || n.kind == ops::kMean) return numel(g.value(n.inputs[0]).shape);
+  return 0;
+}
+
+}  // namespace
+
+CostReport count_costs(const GraphModuleImpl& module) {
+  const Graph& g = module.graph();
+  CostReport report;
+  for (int in : g.inputs()) report.input_shapes.push_back(g.value(in).shape);
+  std::set<std::string> counted;
+  std::map<int, int> remaining_readers;
+  for (int id : g.order())
+    for (int in : g.node(id).inputs) remaining_readers[in]++;
+  int64_t live = 0;
+  for (int in : g.inputs()) live += tensor_bytes(g.value(in));
+  report.peak_activation_bytes = live;
+  for (int id : g.order()) {
+    const Node& n = g.node(id);
+    if (n.kind == ops::kParam || n.kind == ops::kConstant) continue;
+    NodeCost c;
+    c.name = n.name;
+    c.kind = n.kind == ops::kOpaque ? n.s("schema") : n.kind;
+    if (!n.outputs.empty()) c.output_shape = g.value(n.outputs[0]).shape;
+    for (int in : n.inputs) {
+      const Node* p = g.producer(in);
+      if (!p || p->kind != ops::kParam || !counted.insert(p->s("name")).second) continue;
+      const torch::Tensor t = module.tensor(p->s("name"));
+      c.weight_bytes += static_cast<int64_t>(t.numel() * t.element_size());
+      if (!p->b("buffer")) c.params += t.numel();
+    }
+    c.macs = macs_of(g, n);
+    c.flops = flops_of(g, n, c.macs);
+    for (int out : n.outputs) c.output_bytes += tensor_bytes(g.value(out));
+    // Liveness: outputs become live, inputs whose last reader this is die (params never count).
+    live += c.output_bytes;
+    report.peak_activation_bytes = std::max(report.peak_activation_bytes, live);
+    for (int in : n.inputs) {
+      if (--remaining_readers[in] == 0 && !g.is_graph_output(in)) {
+        const Node* p = g.producer(in);
+        if (!p || (p->kind != ops::kParam && p->kind != ops::kConstant)) live -= tensor_bytes(g.value(in));
+      }
+    }
+    report.params += c.params;
+    report.macs += c.macs;
+    report.flops += c.flops;
+    report.weight_bytes += c.weight_bytes;
+    report.activation_bytes += c.output_bytes;
+    report.nodes.push_back(std::move(c));
+  }
+  return report;
+}
+
+CostReport analyze(GraphModuleImpl& module, const std::vector<std::vector<int64_t>>& input_shapes) {
+  module.infer_shapes(input_shapes);
+  return count_costs(module);
+}
+
+std::string CostReport::to_json() const {
+  nlohmann::json nodes_json = nlohmann::json::array();
+  for (const NodeCost& c : nodes)
+    nodes_json.push_back({{"name", c.name},
+                          {"op", c.kind},
+                          {"output_shape", c.output_shape},
+                          {"params", c.params},
+                          {"macs", c.macs},
+                          {"flops", c.flops},
+                          {"weight_bytes", c.weight_bytes},
+                          {"output_bytes", c.output_bytes}});
+  nlohmann::json root = {{"input_shapes", input_shapes},
+                         {"params", params},
+                         {"macs", macs},
+                         {"flops", flops},
+                         {"weight_bytes", weight_bytes},
+                         {"activation_bytes", activation_bytes},
+                         {"peak_activation_bytes", peak_activation_bytes},
+                         {"nodes", nodes_json}};
+  return root.dump(2);
+}
+
+}  // namespace tailor

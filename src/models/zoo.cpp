@@ -1,0 +1,219 @@
+#include "tailor/models/zoo.hpp"
+
+#include <cmath>
+
+#include <torch/torch.h>
+
+#include "tailor/capture/capture.hpp"
+
+namespace tailor::models {
+namespace nn = torch::nn;
+namespace {
+
+// A Sequential with a concrete forward, so that Sequentials can nest (as torchvision's do).
+struct SeqImpl : nn::SequentialImpl {
+  using nn::SequentialImpl::SequentialImpl;
+  torch::Tensor forward(torch::Tensor x) { return nn::SequentialImpl::forward(x); }
+};
+TORCH_MODULE(Seq);
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, int64_t groups = 1, bool bias = false) {
+  return nn::Conv2d(nn::Conv2dOptions(in, out, k).stride(stride).padding((k - 1) / 2).groups(groups).bias(bias));
+}
+
+// torchvision's Conv2dNormActivation: a Sequential of conv (0), batch norm (1) and optional ReLU6 (2).
+Seq conv_bn(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t groups, bool relu6) {
+  Seq s(conv(in, out, k, stride, groups), nn::BatchNorm2d(out));
+  if (relu6) s->push_back(nn::ReLU6());
+  return s;
+}
+
+struct BasicBlockImpl : nn::Module {
+  static constexpr int64_t expansion = 1;
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
+    conv1 = register_module("conv1", conv(in, planes, 3, stride));
+    bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+    conv2 = register_module("conv2", conv(planes, planes, 3));
+    bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+    if (stride != 1 || in != planes)
+      downsample = register_module("downsample", Seq(conv(in, planes, 1, stride), nn::BatchNorm2d(planes)));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    auto out = torch::relu(bn1(conv1(x)));
+    out = bn2(conv2(out));
+    return torch::relu(out + (downsample ? downsample->forward(x) : x));
+  }
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  Seq downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+struct BottleneckImpl : nn::Module {
+  static constexpr int64_t expansion = 4;
+  BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
+    conv1 = register_module("conv1", conv(in, planes, 1));
+    bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+    conv2 = register_module("conv2", conv(planes, planes, 3, stride));
+    bn2 = register_module("bn2", nn::BatchNorm2d(planes));
+    conv3 = register_module("conv3", conv(planes, planes * 4, 1));
+    bn3 = register_module("bn3", nn::BatchNorm2d(planes * 4));
+    if (stride != 1 || in != planes * 4)
+      downsample = register_module("downsample", Seq(conv(in, planes * 4, 1, stride), nn::BatchNorm2d(planes * 4)));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    auto out = torch::relu(bn1(conv1(x)));
+    out = torch::relu(bn2(conv2(out)));
+    out = bn3(conv3(out));
+    return torch::relu(out + (downsample ? downsample->forward(x) : x));
+  }
+  nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  Seq downsample{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+template <typename Block>
+struct ResNetImpl : nn::Module {
+  ResNetImpl(std::vector<int64_t> layers, const ZooOptions& o) {
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(o.in_channels_, 64, 7).stride(2).padding(3).bias(false)));
+    bn1 = register_module("bn1", nn::BatchNorm2d(64));
+    int64_t in = 64;
+    const int64_t widths[] = {64, 128, 256, 512};
+    for (int i = 0; i < 4; ++i) {
+      Seq stage;
+      for (int64_t b = 0; b < layers[i]; ++b) {
+        stage->push_back(Block(in, widths[i], b == 0 && i > 0 ? 2 : 1));
+        in = widths[i] * Block::Impl::expansion;
+      }
+      stages.push_back(register_module("layer" + std::to_string(i + 1), stage));
+    }
+    fc = register_module("fc", nn::Linear(in, o.num_classes_));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
+    for (auto& s : stages) x = s->forward(x);
+    x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+    return fc(x);
+  }
+  nn::Conv2d conv1{nullptr};
+  nn::BatchNorm2d bn1{nullptr};
+  std::vector<Seq> stages;
+  nn::Linear fc{nullptr};
+};
+
+int64_t make_divisible(double v, int64_t divisor = 8) {
+  int64_t out = std::max(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
+  if (out < 0.9 * v) out += divisor;
+  return out;
+}
+
+struct InvertedResidualImpl : nn::Module {
+  InvertedResidualImpl(int64_t in, int64_t out, int64_t stride, int64_t expand) : use_res(stride == 1 && in == out) {
+    const int64_t hidden = in * expand;
+    Seq layers;
+    if (expand != 1) layers->push_back(conv_bn(in, hidden, 1, 1, 1, true));
+    layers->push_back(conv_bn(hidden, hidden, 3, stride, hidden, true));
+    layers->push_back(conv(hidden, out, 1));
+    layers->push_back(nn::BatchNorm2d(out));
+    conv_ = register_module("conv", layers);
+  }
+  torch::Tensor forward(torch::Tensor x) { return use_res ? x + conv_->forward(x) : conv_->forward(x); }
+  bool use_res;
+  Seq conv_{nullptr};
+};
+TORCH_MODULE(InvertedResidual);
+
+struct MobileNetV2Impl : nn::Module {
+  explicit MobileNetV2Impl(const ZooOptions& o) {
+    const int64_t settings[][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+                                   {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
+    int64_t in = make_divisible(32 * o.width_);
+    const int64_t last = make_divisible(1280 * std::max(1.0, o.width_));
+    Seq f;
+    f->push_back(conv_bn(o.in_channels_, in, 3, 2, 1, true));
+    for (const auto& s : settings) {
+      const int64_t out = make_divisible(s[1] * o.width_);
+      for (int64_t i = 0; i < s[2]; ++i) {
+        f->push_back(InvertedResidual(in, out, i == 0 ? s[3] : 1, s[0]));
+        in = out;
+      }
+    }
+    f->push_back(conv_bn(in, last, 1, 1, 1, true));
+    features = register_module("features", f);
+    classifier = register_module("classifier", Seq(nn::Dropout(0.2), nn::Linear(last, o.num_classes_)));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::adaptive_avg_pool2d(features->forward(x), {1, 1}).flatten(1);
+    return classifier->forward(x);
+  }
+  Seq features{nullptr}, classifier{nullptr};
+};
+
+// A small CNN for 28x28 Fashion-MNIST: two conv-bn-relu-pool stages and two linear layers.
+struct FashionCnnImpl : nn::Module {
+  explicit FashionCnnImpl(const ZooOptions& o) {
+    const int64_t c1 = static_cast<int64_t>(std::lround(32 * o.width_));
+    const int64_t c2 = static_cast<int64_t>(std::lround(64 * o.width_));
+    const int64_t hidden = static_cast<int64_t>(std::lround(128 * o.width_));
+    conv1 = register_module("conv1", conv(o.in_channels_, c1, 3));
+    bn1 = register_module("bn1", nn::BatchNorm2d(c1));
+    conv2 = register_module("conv2", conv(c1, c2, 3));
+    bn2 = register_module("bn2", nn::BatchNorm2d(c2));
+    fc1 = register_module("fc1", nn::Linear(c2 * 7 * 7, hidden));
+    dropout = register_module("dropout", nn::Dropout(0.25));
+    fc2 = register_module("fc2", nn::Linear(hidden, o.num_classes_));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::max_pool2d(torch::relu(bn1(conv1(x))), 2);
+    x = torch::max_pool2d(torch::relu(bn2(conv2(x))), 2);
+    x = torch::relu(fc1(x.flatten(1)));
+    return fc2(dropout(x));
+  }
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+  nn::Dropout dropout{nullptr};
+};
+
+template <typename M, typename... Args>
+ZooModel wrap(std::vector<int64_t> shape, Args&&... args) {
+  auto m = std::make_shared<M>(std::forward<Args>(args)...);
+  return {m, [m](const torch::Tensor& x) { return m->forward(x); }, std::move(shape)};
+}
+
+}  // namespace
+
+std::vector<std::string> model_names() { return {"fashion-cnn", "resnet18", "resnet50", "mobilenet_v2"}; }
+
+bool is_model_name(const std::string& name) {
+  for (const auto& n : model_names())
+    if (n == name) return true;
+  return false;
+}
+
+ZooModel make_model(const std::string& name, ZooOptions o) {
+  torch::manual_seed(o.seed_);
+  if (name == "fashion-cnn") {
+    if (o.num_classes_ == 1000) o.num_classes_ = 10;
+    if (o.in_channels_ == 3) o.in_channels_ = 1;
+    return wrap<FashionCnnImpl>({1, o.in_channels_, 28, 28}, o);
+  }
+  const std::vector<int64_t> imagenet{1, o.in_channels_, 224, 224};
+  if (name == "resnet18") return wrap<ResNetImpl<BasicBlock>>(imagenet, std::vector<int64_t>{2, 2, 2, 2}, o);
+  if (name == "resnet50") return wrap<ResNetImpl<Bottleneck>>(imagenet, std::vector<int64_t>{3, 4, 6, 3}, o);
+  if (name == "mobilenet_v2") return wrap<MobileNetV2Impl>(imagenet, o);
+  std::string valid;
+  for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
+  TAILOR_FAIL("unknown zoo model '", name, "'; the zoo has: ", valid);
+}
+
+GraphModule capture_model(const std::string& name, ZooOptions options) {
+  ZooModel z = make_model(name, options);
+  auto fn = z.forward;
+  return capture(
+      *z.module, [fn](const std::vector<c10::IValue>& in) -> c10::IValue { return fn(in[0].toTensor()); },
+      {torch::zeros(z.input_shape)});
+}
+
+}  // namespace tailor::models
