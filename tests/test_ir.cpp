@@ -31,7 +31,9 @@ GraphModule tiny(TinyNet& net) {
     net->bn->weight.uniform_(0.5, 1.5);
     net->bn->bias.uniform_(-0.2, 0.2);
   }
-  return capture(net, torch::zeros({1, 3, 8, 8}));
+  GraphModule gm = capture(net, torch::zeros({1, 3, 8, 8}));
+  net->eval();
+  return gm;
 }
 
 double max_rel(const torch::Tensor& a, const torch::Tensor& b) {

@@ -8,6 +8,7 @@
 #include <set>
 #include <sstream>
 
+#include <torch/csrc/jit/runtime/operator.h>
 #include <torch/script.h>
 
 #include "tailor/capture/capture.hpp"
@@ -123,9 +124,36 @@ class SourceWriter {
   std::string in(const Node& n, size_t k) const { return ref(n.inputs[k]); }
   static std::string a(const Node& n, const char* key) { return to_source(n.attr(key)); }
 
+  // Any LibTorch operator, called the way TorchScript's own printer does: aten ops through `torch.`,
+  // keyword-only arguments by name.
+  void emit_opaque(const Node& n) {
+    const std::string& schema = n.s("schema");
+    const auto dot = schema.find('.');
+    const c10::OperatorName op{schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
+    const auto sep = op.name.find("::");
+    const std::string ns = op.name.substr(0, sep), name = op.name.substr(sep + 2);
+    if (ns == "prim") {
+      if (name == "NumToTensor") return assign(n, "torch.tensor(" + in(n, 0) + ")");
+      if (name == "device" || name == "dtype") return assign(n, in(n, 0) + "." + name);
+      if (name == "min" || name == "max") return assign(n, name + "(" + args(n) + ")");
+    }
+    TAILOR_CHECK(ns == "aten", "cannot export node '", n.name, "': operator ", schema,
+                 " has no TorchScript spelling tailor knows");
+    auto oper = torch::jit::findOperatorFor(op);
+    TAILOR_CHECK(oper, "cannot export node '", n.name, "': LibTorch has no operator ", schema);
+    const auto& arguments = oper->schema().arguments();
+    std::string call;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      std::string arg = ref(n.inputs[i]);
+      if (i < arguments.size() && arguments[i].kwarg_only()) arg = arguments[i].name() + "=" + arg;
+      call += (i ? ", " : "") + arg;
+    }
+    return assign(n, "torch." + name + "(" + call + ")");
+  }
+
   void emit(const Node& n) {
     const std::string& k = n.kind;
-    const std::string aten = "torch.ops.aten.";
+    const std::string aten = "torch.";
     if (k == ops::kConstant) return;
     if (k == ops::kParam) return assign(n, attribute_path(n.s("name")));
     if (k == ops::kList) {
@@ -137,13 +165,7 @@ class SourceWriter {
       if (n.outputs.size() == 1) return assign(n, in(n, 0) + "[0]");
       return assign(n, in(n, 0));
     }
-    if (k == ops::kOpaque) {
-      const std::string& schema = n.s("schema");
-      const auto sep = schema.find("::");
-      std::string name = schema.substr(sep + 2);
-      name = name.substr(0, name.find('.'));
-      return assign(n, "torch.ops." + schema.substr(0, sep) + "." + name + "(" + args(n) + ")");
-    }
+    if (k == ops::kOpaque) return emit_opaque(n);
     if (k == ops::kConv) {
       const size_t dims = n.ints("stride").size();
       return assign(n, aten + "convolution(" + args(n) + ", " + a(n, "stride") + ", " + a(n, "padding") + ", " +
@@ -204,6 +226,8 @@ torch::jit::Module build_module(const TreeNode& tree, const std::string& type_na
                                 const std::shared_ptr<torch::jit::CompilationUnit>& cu, int& counter) {
   torch::jit::Module m(c10::QualifiedName("__torch__.tailor." + type_name + std::to_string(counter++)), cu,
                        /*shouldMangle=*/true);
+  // Module::train()/eval() set `training` on every submodule, and the generated code reads it.
+  if (!m.hasattr("training")) m.register_attribute("training", c10::BoolType::get(), true);
   for (const auto& [name, child] : tree.children) m.register_module(name, build_module(child, "Sub", cu, counter));
   for (const auto& [name, entry] : tree.tensors) {
     const torch::Tensor t = entry.first.detach().clone();

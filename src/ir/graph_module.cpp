@@ -283,6 +283,7 @@ void GraphModuleImpl::recompile() {
         c10::OperatorName name{schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
         ins.op = torch::jit::findOperatorFor(name);
         TAILOR_CHECK(ins.op, "node '", n.name, "': LibTorch has no operator '", schema, "'");
+        ins.b0 = schema == "aten::_native_multi_head_attention";
         break;
       }
       case Code::Conv:
@@ -354,6 +355,29 @@ void GraphModuleImpl::recompile() {
 
 namespace {
 
+// aten::_native_multi_head_attention (what a ViT traced for inference contains) has no derivative;
+// when gradients are wanted it runs as the same computation in differentiable ops.
+void mha_with_autograd(const Instr& ins, std::vector<c10::IValue>& slots) {
+  auto T = [&](size_t k) { return slots[ins.in[k]].toTensor(); };
+  const torch::Tensor q_in = T(0), k_in = T(1), v_in = T(2);
+  const int64_t e = slots[ins.in[3]].toInt(), heads = slots[ins.in[4]].toInt();
+  const torch::Tensor w = T(5), b = T(6), wp = T(7), bp = T(8);
+  TAILOR_CHECK(slots[ins.in[9]].isNone(), "training through masked native attention is not supported");
+  const bool need_weights = slots[ins.in[10]].toBool(), average = slots[ins.in[11]].toBool();
+  const auto ws = w.chunk(3, 0);
+  const auto bs = b.chunk(3, 0);
+  const int64_t batch = q_in.size(0), l = q_in.size(1), s = k_in.size(1), d = e / heads;
+  auto split_heads = [&](const torch::Tensor& t, int64_t len) { return t.reshape({batch, len, heads, d}).transpose(1, 2); };
+  const auto q = split_heads(at::linear(q_in, ws[0], bs[0]), l);
+  const auto k = split_heads(at::linear(k_in, ws[1], bs[1]), s);
+  const auto v = split_heads(at::linear(v_in, ws[2], bs[2]), s);
+  const auto attn = at::softmax(at::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(d)), -1);
+  const auto out = at::linear(at::matmul(attn, v).transpose(1, 2).reshape({batch, l, e}), wp, bp);
+  slots[ins.out[0]] = out;
+  if (ins.out.size() > 1)
+    slots[ins.out[1]] = need_weights ? (average ? attn.mean(1) : attn) : torch::empty({0}, out.options());
+}
+
 void execute(const detail::Program& prog, std::vector<c10::IValue>& slots, bool training,
              const std::set<int>* keep) {
   torch::jit::Stack stack;
@@ -420,6 +444,10 @@ void execute(const detail::Program& prog, std::vector<c10::IValue>& slots, bool 
         break;
       }
       case Code::Opaque: {
+        if (ins.b0 && at::GradMode::is_enabled()) {
+          mha_with_autograd(ins, slots);
+          break;
+        }
         stack.clear();
         for (int v : ins.in) stack.push_back(slots[v]);
         ins.op->getOperation()(stack);

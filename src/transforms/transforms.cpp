@@ -50,8 +50,9 @@ bool canonicalize(Graph& graph) {
   const std::vector<int> order = graph.order();
   for (int id : order) {
     if (!graph.alive(id)) continue;
-    Node& n = graph.node(id);
+    const Node& n = graph.node(id);
     if (n.kind != ops::kOpaque) continue;
+    const int old_out = n.outputs[0];
     const std::string& schema = n.s("schema");
     // C++ nn::Linear traces as addmm(bias, x, t(weight), beta=1, alpha=1) or matmul(x, t(weight)).
     int x = -1, wt = -1, bias = -1;
@@ -83,7 +84,6 @@ bool canonicalize(Graph& graph) {
       bias = graph.node(graph.add_node(std::move(none), {ValueType::None}, id)).outputs[0];
     }
     lin.inputs = {x, weight, bias};
-    const int old_out = n.outputs[0];
     const int new_id = graph.add_node(std::move(lin), {ValueType::Tensor}, id);
     graph.replace_all_uses(old_out, graph.node(new_id).outputs[0]);
     graph.remove_node(id);
@@ -117,33 +117,39 @@ bool fold_batch_norm(GraphModuleImpl& module) {
     if (g.users(layer->inputs[1]).size() != 1) continue;
     if (!is_none(g, layer->inputs[2]) && g.users(layer->inputs[2]).size() != 1) continue;
 
+    // Copy what is needed: adding a node below may move the node storage.
+    const int layer_id = g.value(layer_out).producer;
+    const int bn_out = bn.outputs[0];
+    const double eps = bn.f("eps");
+    const std::string wname = w_node->s("name");
+    const std::string bias_name = is_none(g, layer->inputs[2]) ? "" : param_of(g, layer->inputs[2])->s("name");
+    const std::string gamma_name = is_none(g, bn.inputs[1]) ? "" : param_of(g, bn.inputs[1])->s("name");
+    const std::string beta_name = is_none(g, bn.inputs[2]) ? "" : param_of(g, bn.inputs[2])->s("name");
+    const std::string weight_dtype = g.value(layer->inputs[1]).dtype;
+
     torch::NoGradGuard no_grad;
-    const torch::Tensor w = module.tensor(w_node->s("name"));
+    const torch::Tensor w = module.tensor(wname);
     const torch::Tensor mean = module.tensor(mean_node->s("name")).to(torch::kDouble);
     const torch::Tensor var = module.tensor(var_node->s("name")).to(torch::kDouble);
     const int64_t channels = mean.size(0);
     if (w.size(0) != channels) continue;
     auto opts = torch::TensorOptions().dtype(torch::kDouble).device(w.device());
-    const torch::Tensor gamma = is_none(g, bn.inputs[1]) ? torch::ones({channels}, opts)
-                                                         : module.tensor(param_of(g, bn.inputs[1])->s("name")).to(torch::kDouble);
-    const torch::Tensor beta = is_none(g, bn.inputs[2]) ? torch::zeros({channels}, opts)
-                                                        : module.tensor(param_of(g, bn.inputs[2])->s("name")).to(torch::kDouble);
-    const torch::Tensor scale = gamma / torch::sqrt(var + bn.f("eps"));
+    const torch::Tensor gamma =
+        gamma_name.empty() ? torch::ones({channels}, opts) : module.tensor(gamma_name).to(torch::kDouble);
+    const torch::Tensor beta =
+        beta_name.empty() ? torch::zeros({channels}, opts) : module.tensor(beta_name).to(torch::kDouble);
+    const torch::Tensor scale = gamma / torch::sqrt(var + eps);
     std::vector<int64_t> bshape(w.dim(), 1);
     bshape[0] = channels;
     const torch::Tensor new_w = (w.to(torch::kDouble) * scale.reshape(bshape)).to(w.scalar_type());
-    const bool had_bias = !is_none(g, layer->inputs[2]);
-    const torch::Tensor old_b = had_bias ? module.tensor(param_of(g, layer->inputs[2])->s("name")).to(torch::kDouble)
-                                         : torch::zeros({channels}, opts);
+    const bool had_bias = !bias_name.empty();
+    const torch::Tensor old_b = had_bias ? module.tensor(bias_name).to(torch::kDouble) : torch::zeros({channels}, opts);
     const torch::Tensor new_b = ((old_b - mean) * scale + beta).to(w.scalar_type());
 
-    const std::string layer_name = layer->name;
-    const int layer_id = g.value(layer_out).producer;
-    module.set_tensor(w_node->s("name"), new_w);
+    module.set_tensor(wname, new_w);
     if (had_bias) {
-      module.set_tensor(param_of(g, layer->inputs[2])->s("name"), new_b);
+      module.set_tensor(bias_name, new_b);
     } else {
-      const std::string& wname = w_node->s("name");
       const auto dot = wname.rfind('.');
       std::string bname = (dot == std::string::npos ? std::string() : wname.substr(0, dot + 1)) + "bias";
       for (int k = 1; module.has_tensor(bname); ++k) bname = wname + "_folded_bias" + std::to_string(k);
@@ -156,11 +162,9 @@ bool fold_batch_norm(GraphModuleImpl& module) {
       const int pid = g.add_node(std::move(p), {ValueType::Tensor}, layer_id);
       const int pv = g.node(pid).outputs[0];
       g.value(pv).shape = {channels};
-      g.value(pv).dtype = g.value(layer->inputs[1]).dtype;
+      g.value(pv).dtype = weight_dtype;
       g.node(layer_id).inputs[2] = pv;
     }
-    (void)layer_name;
-    const int bn_out = bn.outputs[0];
     g.replace_all_uses(bn_out, layer_out);
     g.remove_node(id);
     changed = true;

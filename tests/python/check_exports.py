@@ -22,6 +22,11 @@ def main():
             shape = "x".join(str(d) for d in entry["input_shape"])
             proc = subprocess.run([cli, "convert", os.path.join(fixtures, file), "--input", shape, "-o", out,
                                    "--pipeline", "fold-batch-norm", "-q"], capture_output=True, text=True)
+            if (name, mode) == ("vit", "scripted"):
+                # Known limitation (see tests/test_torchvision.cpp): it must fail with a clear message.
+                if proc.returncode == 0 or "data-dependent control flow" not in proc.stderr:
+                    failures.append(f"{name} ({mode}): expected a clear control-flow error, got: {proc.stderr}")
+                continue
             if proc.returncode != 0:
                 failures.append(f"{name} ({mode}): tailor convert failed: {proc.stderr.strip()}")
                 continue

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages tailor needs, only those missing (idempotent). Needs root or sudo.
+set -euo pipefail
+PACKAGES=(
+  cmake ninja-build g++ ccache pkg-config
+  libtorch-dev libdnnl-dev libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev catch2 zlib1g-dev
+  libopenblas0-openmp            # a real BLAS for LibTorch (the default reference BLAS is ~50x slower)
+  python3-torch python3-torchvision  # test fixtures and peer comparisons only
+  dataset-fashion-mnist
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "tailor: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
