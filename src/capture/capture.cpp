@@ -1,8 +1,6 @@
 #include "tailor/capture/capture.hpp"
 
-#include <cstdlib>
 #include <fstream>
-#include <iostream>
 #include <functional>
 #include <set>
 #include <unordered_map>
@@ -326,7 +324,7 @@ class Converter {
   // Evaluates a node now when all its inputs are known constants and it computes no tensor.
   bool try_fold(const jit::Node* node) {
     if (node->kind() == c10::prim::Constant || !node->maybeOperator()) return false;
-    if (node->hasSideEffects() || node->kind().is_prim() && node->kind() == c10::prim::RaiseException) return false;
+    if (node->hasSideEffects() || node->kind() == c10::prim::RaiseException) return false;
     for (const jit::Value* in : node->inputs()) {
       const Slot& s = slot(in);
       if (s.kind != Slot::Const || has_tensor(s.constant)) return false;
@@ -339,8 +337,7 @@ class Converter {
     for (const jit::Value* in : node->inputs()) stack.push_back(slot(in).constant);
     try {
       node->getOperation()(stack);
-    } catch (const std::exception& e) {
-      if (std::getenv("TAILOR_DEBUG_CAPTURE")) std::cerr << "fold failed: " << describe(node) << ": " << e.what() << "\n";
+    } catch (const std::exception&) {
       return false;  // leave it to run time, where the error (if any) belongs
     }
     TAILOR_INTERNAL_ASSERT(stack.size() == node->outputs().size(), "folded ", describe(node));
@@ -467,11 +464,6 @@ class Converter {
       // An input check (`if x.dim() != 4: raise ...`) has no outputs and only raises: it is not part of
       // the computation, and the ops after it check their inputs themselves.
       if (node->outputs().empty() && raises_only(node)) return;
-      if (std::getenv("TAILOR_DEBUG_CAPTURE")) {
-        const jit::Node* c = node->input()->node();
-        std::cerr << "condition: " << *c << " op " << (c->maybeOperator() != nullptr) << "\n";
-        for (auto* in : c->inputs()) std::cerr << "  input " << in->debugName() << " kind " << slot(in).kind << " from " << *in->node() << "\n";
-      }
       TAILOR_FAIL("cannot capture data-dependent control flow: ", describe(node),
                   " branches on a value computed from the inputs. Trace the model instead of scripting it, or "
                   "move the branch out of forward.");

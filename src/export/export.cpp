@@ -188,7 +188,7 @@ class SourceWriter {
     if (k == ops::kSoftmax || k == ops::kLogSoftmax) return assign(n, aten + k + "(" + in(n, 0) + ", " + a(n, "dim") + ")");
     if (k == ops::kAdd || k == ops::kSub)
       return assign(n, aten + k + "(" + args(n) + (n.has("alpha") ? ", alpha=" + a(n, "alpha") : "") + ")");
-    if (ops::is_binary(k) || ops::is_elementwise_unary(k) && k != ops::kDropout) return assign(n, aten + k + "(" + args(n) + ")");
+    if (ops::is_binary(k) || (ops::is_elementwise_unary(k) && k != ops::kDropout)) return assign(n, aten + k + "(" + args(n) + ")");
     if (k == ops::kCat) return assign(n, aten + "cat([" + args(n) + "], " + a(n, "dim") + ")");
     if (k == ops::kChunk) {
       const std::string call = aten + "chunk(" + in(n, 0) + ", " + a(n, "chunks") + ", " + a(n, "dim") + ")";

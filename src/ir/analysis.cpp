@@ -24,7 +24,7 @@ int64_t dtype_bytes(const std::string& dtype) {
 }
 
 int64_t tensor_bytes(const Value& v) {
-  if (v.type != ValueType::Tensor || v.shape.empty() && v.dtype.empty()) return 0;
+  if (v.type != ValueType::Tensor || (v.shape.empty() && v.dtype.empty())) return 0;
   return numel(v.shape) * dtype_bytes(v.dtype);
 }
 

@@ -393,8 +393,6 @@ void execute(const detail::Program& prog, std::vector<c10::IValue>& slots, bool 
       case Code::Constant: out = ins.constant; break;
       case Code::Param: out = ins.tensor; break;
       case Code::List: {
-        const auto type = prog.instrs.empty() ? c10::TensorType::get() : c10::TensorType::get();
-        (void)type;
         bool all_tensors = !ins.in.empty();
         for (int v : ins.in) all_tensors = all_tensors && slots[v].isTensor();
         if (all_tensors) {
