@@ -128,8 +128,7 @@ class SourceWriter {
   // keyword-only arguments by name.
   void emit_opaque(const Node& n) {
     const std::string& schema = n.s("schema");
-    const auto dot = schema.find('.');
-    const c10::OperatorName op{schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
+    const c10::OperatorName op = detail::parse_operator_name(schema);
     const auto sep = op.name.find("::");
     const std::string ns = op.name.substr(0, sep), name = op.name.substr(sep + 2);
     if (ns == "prim") {

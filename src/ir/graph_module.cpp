@@ -44,6 +44,11 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 
 namespace detail {
 
+c10::OperatorName parse_operator_name(const std::string& schema) {
+  const auto dot = schema.find('.');
+  return {schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
+}
+
 enum class Code {
   Constant, Param, List, ListUnpack, Tuple, TupleUnpack, Opaque, Conv, Linear, Matmul, BatchNorm, LayerNorm,
   GroupNorm, Relu, Hardtanh, Gelu, Silu, Sigmoid, Hardsigmoid, Hardswish, Tanh, Softmax, LogSoftmax, Add, Sub,
@@ -180,58 +185,50 @@ torch::nn::Module& GraphModuleImpl::owner_of(const std::string& dotted, std::str
 }
 
 void GraphModuleImpl::add_tensor(const std::string& name, const torch::Tensor& value, bool buffer) {
-  TAILOR_CHECK(!is_buffer_.count(name), "tensor '", name, "' is already registered");
+  TAILOR_CHECK(!tensors_.count(name), "tensor '", name, "' is already registered");
   std::string leaf;
   torch::nn::Module& owner = owner_of(name, leaf, /*create=*/true);
   if (buffer) {
-    owner.register_buffer(leaf, value);
+    tensors_[name] = {owner.register_buffer(leaf, value), true};
   } else {
     // Parameters captured from a frozen/traced model may come without requires_grad; a GraphModule
     // trains them, so they get it back (integer tensors cannot).
     torch::Tensor p = value.detach();
-    owner.register_parameter(leaf, p, /*requires_grad=*/p.is_floating_point());
+    tensors_[name] = {owner.register_parameter(leaf, p, /*requires_grad=*/p.is_floating_point()), false};
   }
-  is_buffer_[name] = buffer;
 }
 
-bool GraphModuleImpl::has_tensor(const std::string& name) const { return is_buffer_.count(name) != 0; }
+bool GraphModuleImpl::has_tensor(const std::string& name) const { return tensors_.count(name) != 0; }
 
 bool GraphModuleImpl::is_buffer(const std::string& name) const {
-  auto it = is_buffer_.find(name);
-  TAILOR_CHECK(it != is_buffer_.end(), "no tensor named '", name, "'");
-  return it->second;
+  auto it = tensors_.find(name);
+  TAILOR_CHECK(it != tensors_.end(), "no tensor named '", name, "'");
+  return it->second.buffer;
 }
 
 torch::Tensor GraphModuleImpl::tensor(const std::string& name) const {
-  auto it = is_buffer_.find(name);
-  TAILOR_CHECK(it != is_buffer_.end(), "no tensor named '", name, "' in this GraphModule");
-  if (it->second) {
-    const torch::Tensor* t = named_buffers(true).find(name);
-    TAILOR_INTERNAL_ASSERT(t, "buffer ", name);
-    return *t;
-  }
-  const torch::Tensor* t = named_parameters(true).find(name);
-  TAILOR_INTERNAL_ASSERT(t, "parameter ", name);
-  return *t;
+  auto it = tensors_.find(name);
+  TAILOR_CHECK(it != tensors_.end(), "no tensor named '", name, "' in this GraphModule");
+  return it->second.tensor;
 }
 
 void GraphModuleImpl::set_tensor(const std::string& name, const torch::Tensor& value) {
+  // set_data keeps the tensor object, so the compiled program (which holds it) needs no rebuild.
   torch::Tensor t = tensor(name);
   torch::NoGradGuard no_grad;
   t.set_data(value.detach().to(t.device()));
-  if (program_) recompile();
 }
 
 std::map<std::string, torch::Tensor> GraphModuleImpl::tensors() const {
   std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, buffer] : is_buffer_) out[name] = tensor(name);
+  for (const auto& [name, entry] : tensors_) out[name] = entry.tensor;
   return out;
 }
 
 std::vector<std::string> GraphModuleImpl::buffer_names() const {
   std::vector<std::string> out;
-  for (const auto& [name, buffer] : is_buffer_)
-    if (buffer) out.push_back(name);
+  for (const auto& [name, entry] : tensors_)
+    if (entry.buffer) out.push_back(name);
   return out;
 }
 
@@ -239,26 +236,21 @@ void GraphModuleImpl::drop_unused_tensors() {
   std::set<std::string> used;
   for (int id : graph_.order())
     if (graph_.node(id).kind == ops::kParam) used.insert(graph_.node(id).s("name"));
-  std::map<std::string, std::pair<torch::Tensor, bool>> keep;
-  bool any_dropped = false;
-  for (const auto& [name, buffer] : is_buffer_) {
-    if (used.count(name)) keep[name] = {tensor(name), buffer};
-    else any_dropped = true;
-  }
-  if (!any_dropped) return;
+  std::map<std::string, TensorEntry> keep;
+  for (const auto& [name, entry] : tensors_)
+    if (used.count(name)) keep[name] = entry;
+  if (keep.size() == tensors_.size()) return;
   // LibTorch cannot unregister a child's tensor, so each child subtree is rebuilt from what is kept;
   // top-level parameters are erased in place.
-  for (const auto& [name, buffer] : is_buffer_)
-    if (name.find('.') == std::string::npos && !used.count(name) && !buffer) parameters_.erase(name);
-  std::map<std::string, bool> rebuilt;
-  for (const auto& [name, entry] : keep)
-    if (name.find('.') == std::string::npos) rebuilt[name] = entry.second;
-  for (const auto& child : named_children()) {
+  for (const auto& [name, entry] : tensors_)
+    if (name.find('.') == std::string::npos && !used.count(name) && !entry.buffer) parameters_.erase(name);
+  for (const auto& child : named_children())
     replace_module(child.key(), std::make_shared<torch::nn::Module>(child.key()));
+  tensors_.clear();
+  for (const auto& [name, entry] : keep) {
+    if (name.find('.') == std::string::npos) tensors_[name] = entry;
+    else add_tensor(name, entry.tensor, entry.buffer);
   }
-  is_buffer_ = rebuilt;
-  for (const auto& [name, entry] : keep)
-    if (name.find('.') != std::string::npos) add_tensor(name, entry.first, entry.second);
 }
 
 void GraphModuleImpl::recompile() {
@@ -279,9 +271,7 @@ void GraphModuleImpl::recompile() {
       case Code::Param: ins.tensor = tensor(n.s("name")); break;
       case Code::Opaque: {
         const std::string& schema = n.s("schema");
-        const auto dot = schema.find('.');
-        c10::OperatorName name{schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
-        ins.op = torch::jit::findOperatorFor(name);
+        ins.op = torch::jit::findOperatorFor(detail::parse_operator_name(schema));
         TAILOR_CHECK(ins.op, "node '", n.name, "': LibTorch has no operator '", schema, "'");
         ins.b0 = schema == "aten::_native_multi_head_attention";
         break;

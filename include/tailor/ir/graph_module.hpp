@@ -11,6 +11,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 #include <ATen/core/ivalue.h>
+#include <ATen/core/operator_name.h>
 
 #include "tailor/ir/graph.hpp"
 
@@ -18,7 +19,9 @@ namespace tailor {
 
 namespace detail {
 struct Program;
-}
+/// Splits an opaque node's `schema` attribute ("aten::add.Tensor") into LibTorch's operator name.
+c10::OperatorName parse_operator_name(const std::string& schema);
+}  // namespace detail
 
 class GraphModuleImpl : public torch::nn::Module {
  public:
@@ -63,8 +66,12 @@ class GraphModuleImpl : public torch::nn::Module {
 
  private:
   torch::nn::Module& owner_of(const std::string& dotted, std::string& leaf, bool create);
+  struct TensorEntry {
+    torch::Tensor tensor;  ///< the registered tensor itself (LibTorch updates it in place on to()/load)
+    bool buffer = false;
+  };
   Graph graph_;
-  std::map<std::string, bool> is_buffer_;
+  std::map<std::string, TensorEntry> tensors_;
   std::unique_ptr<detail::Program> program_;
 };
 
