@@ -179,3 +179,30 @@ TEST_CASE("save never leaves a partial file behind") {
   }
   CHECK(files == 1);
 }
+
+TEST_CASE("1-d convolutions and pooling capture, run and export") {
+  torch::manual_seed(3);
+  torch::nn::Sequential net(torch::nn::Conv1d(torch::nn::Conv1dOptions(4, 8, 3).padding(1).groups(2)),
+                            torch::nn::ReLU(), torch::nn::MaxPool1d(2), torch::nn::Conv1d(8, 6, 1),
+                            torch::nn::AdaptiveAvgPool1d(1));
+  net->eval();
+  GraphModule gm = capture(net, torch::zeros({1, 4, 16}));
+  int convs = 0;
+  for (int id : gm->graph().order()) {
+    const Node& n = gm->graph().node(id);
+    if (n.kind == ops::kConv) {
+      ++convs;
+      CHECK(n.ints("stride").size() == 1);
+    }
+    CHECK(n.kind != ops::kOpaque);
+  }
+  CHECK(convs == 2);
+  // conv1: 8 x 16 outputs x (2 x 3); conv2: 6 x 8 outputs x 8
+  CHECK(analyze(*gm, {{1, 4, 16}}).macs == 8 * 16 * 6 + 6 * 8 * 8);
+  torch::NoGradGuard g;
+  const auto x = torch::randn({3, 4, 16});
+  CHECK(max_rel(gm->forward(x), net->forward(x)) < 1e-6);
+  const std::string path = tmp_path("conv1d.pt");
+  save(*gm, path);
+  CHECK(max_rel(torch::jit::load(path).forward({x}).toTensor(), net->forward(x)) < 1e-6);
+}
