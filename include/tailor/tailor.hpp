@@ -15,3 +15,6 @@
 #include "tailor/pass/pass.hpp"
 #include "tailor/transforms/transforms.hpp"
 #include "tailor/version.hpp"
+#include "tailor/runtime/backend.hpp"
+#include "tailor/profile/profiler.hpp"
+#include "tailor/variant/card.hpp"

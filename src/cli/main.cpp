@@ -1,4 +1,4 @@
-// The `tailor` command-line tool: verbs over the library (inspect, convert, passes, version).
+// The `tailor` command-line tool: verbs over the library (inspect, convert, profile, passes, version).
 #include <filesystem>
 #include <iostream>
 
@@ -104,6 +104,155 @@ int convert(const std::string& model, const std::string& input, const std::strin
   return 0;
 }
 
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text + ",") {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  return out;
+}
+
+struct ProfileArgs {
+  std::string backends = "libtorch-cpu,onednn-cpu";
+  std::string batches = "1";
+  std::string card;
+  int threads = 1;
+  int nodes = 10;
+  bool check = false;
+  bool no_fold = false;
+  double tolerance = 1e-4;
+  ProfileOptions options;
+};
+
+// Largest absolute difference over all output tensors, and that over the largest reference magnitude.
+std::pair<double, double> compare_outputs(const c10::IValue& a, const c10::IValue& ref) {
+  std::vector<torch::Tensor> xs, rs;
+  auto collect = [](const c10::IValue& v, std::vector<torch::Tensor>& out) {
+    if (v.isTensor()) out.push_back(v.toTensor());
+    else if (v.isTuple())
+      for (const auto& e : v.toTupleRef().elements())
+        if (e.isTensor()) out.push_back(e.toTensor());
+  };
+  collect(a, xs);
+  collect(ref, rs);
+  TAILOR_CHECK(xs.size() == rs.size(), "backends returned different numbers of outputs");
+  double max_abs = 0, max_ref = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const auto x = xs[i].cpu().to(torch::kDouble), r = rs[i].cpu().to(torch::kDouble);
+    TAILOR_CHECK(x.sizes() == r.sizes(), "backends returned outputs of different shapes");
+    max_abs = std::max(max_abs, (x - r).abs().max().item<double>());
+    max_ref = std::max(max_ref, r.abs().max().item<double>());
+  }
+  return {max_abs, max_ref > 0 ? max_abs / max_ref : max_abs};
+}
+
+int profile_cmd(const std::string& model, const std::string& input, ProfileArgs args, bool json) {
+  GraphModule gm = load_model(model);
+  const auto shape = input.empty() ? default_shape(model) : parse_shape(input);
+  const auto backends = split_list(args.backends);
+  TAILOR_CHECK(!backends.empty(), "--backends is empty");
+  for (const auto& b : backends) make_backend(b);  // unknown names fail before any work
+  args.options.threads = args.threads;
+  args.options.fold = !args.no_fold;
+  args.options.batches.clear();
+  for (const auto& b : split_list(args.batches)) {
+    try {
+      args.options.batches.push_back(std::stoll(b));
+    } catch (const std::exception&) {
+      TAILOR_FAIL("--batch: '", b, "' is not a number (expected e.g. 1,8)");
+    }
+  }
+  TAILOR_CHECK(!args.options.batches.empty(), "--batch is empty");
+  nlohmann::json out = {{"model", model}, {"input", shape_to_string(shape)}};
+
+  if (args.check) {
+    // Every backend on the same input; the first one is the reference.
+    std::vector<int64_t> s = shape;
+    s[0] = args.options.batches[0];
+    const auto x = torch::randn(s, at::detail::createCPUGenerator(args.options.seed));
+    c10::IValue ref;
+    nlohmann::json rows = nlohmann::json::array();
+    bool ok = true;
+    for (size_t i = 0; i < backends.size(); ++i) {
+      CompileOptions co;
+      co.input_shapes = {s};
+      co.threads = args.threads;
+      co.fold = !args.no_fold;
+      auto exe = compile(backends[i], *gm, co);
+      c10::IValue y = exe->run({x});
+      if (i == 0) {
+        ref = y;
+        rows.push_back({{"backend", backends[i]}, {"reference", true}, {"executable", exe->summary()}});
+        if (!json) std::cout << fmt::format("{:<14} reference   {}\n", backends[i], exe->summary());
+        continue;
+      }
+      const auto [abs_diff, rel_diff] = compare_outputs(y, ref);
+      const bool pass = rel_diff <= args.tolerance;
+      ok = ok && pass;
+      rows.push_back({{"backend", backends[i]}, {"max_abs_diff", abs_diff}, {"max_rel_diff", rel_diff},
+                      {"within_tolerance", pass}, {"executable", exe->summary()}});
+      if (!json)
+        std::cout << fmt::format("{:<14} max |diff| {:.3g} (relative {:.3g}) {}   {}\n", backends[i], abs_diff, rel_diff,
+                                 pass ? "ok" : "EXCEEDS " + fmt::format("{:g}", args.tolerance), exe->summary());
+    }
+    out["check"] = rows;
+    out["tolerance"] = args.tolerance;
+    if (json) std::cout << out.dump(2) << "\n";
+    return ok ? 0 : 2;
+  }
+
+  VariantCard card;
+  card.name = std::filesystem::path(model).stem().string();
+  card.file = model;
+  {
+    torch::NoGradGuard no_grad;
+    card.set_costs(analyze(*gm, {shape}));
+  }
+  nlohmann::json profiles = nlohmann::json::array();
+  for (const auto& b : backends) {
+    const LatencyProfile p = profile(*gm, b, shape, args.options);
+    card.profiles[b] = p;
+    profiles.push_back(nlohmann::json::parse(p.to_json()));
+    if (json) continue;
+    std::cout << fmt::format("{} on {} ({} thread{}, batch {}): p50 {:.3f} ms  p90 {:.3f} ms  p99 {:.3f} ms  "
+                             "mean {:.3f} +- {:.3f} ms  ({} runs{})\n",
+                             model, b, p.threads, p.threads == 1 ? "" : "s", p.batch, p.latency.p50_ms,
+                             p.latency.p90_ms, p.latency.p99_ms, p.latency.mean_ms, p.latency.std_ms, p.latency.runs,
+                             p.stable ? ", stable" : ", NOT stable: raise --max-seconds");
+    for (const auto& t : p.throughput)
+      std::cout << fmt::format("  batch {:>4}: p50 {:>9.3f} ms  {:>10.1f} samples/s\n", t.batch, t.p50_ms,
+                               t.samples_per_s);
+    std::cout << fmt::format("  memory: activations peak {}B, weights {}B\n  {}\n",
+                             human(static_cast<double>(p.peak_activation_bytes)),
+                             human(static_cast<double>(p.weight_bytes)), p.executable);
+    std::vector<NodeTime> top = p.nodes;
+    std::sort(top.begin(), top.end(), [](const NodeTime& a, const NodeTime& c) { return a.ms > c.ms; });
+    if (top.size() > static_cast<size_t>(args.nodes)) top.resize(args.nodes);
+    for (const auto& n : top)
+      std::cout << fmt::format("    {:>8.3f} ms {:>5.1f}%  {:<14} {}{}\n", n.ms, 100 * n.share, n.kind.substr(0, 14),
+                               n.node, n.fused.empty() ? "" : " (+" + std::to_string(n.fused.size()) + " fused)");
+  }
+  if (!args.card.empty()) {
+    Manifest m;
+    m.variants.push_back(card);
+    m.save(args.card);
+    if (!json) std::cout << "wrote " << args.card << "\n";
+  }
+  if (json) {
+    out["params"] = card.params;
+    out["macs"] = card.macs;
+    out["profiles"] = profiles;
+    std::cout << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -127,6 +276,29 @@ int main(int argc, char** argv) {
   convert_cmd->add_flag("--json", json, "print a JSON report");
   convert_cmd->add_flag("-q,--quiet", quiet, "print nothing but errors");
 
+  ProfileArgs pargs;
+  auto* profile_sub = app.add_subcommand("profile", "measure latency on backends (or --check that they agree)");
+  profile_sub->add_option("model", model, "TorchScript file or zoo model name")->required();
+  profile_sub->add_option("--input", input, "input shape, e.g. 1x3x224x224 (the batch is replaced by --batch)");
+  profile_sub->add_option("--backends", pargs.backends, "comma-separated: onednn-cpu, libtorch-cpu, libtorch-cuda")
+      ->capture_default_str();
+  profile_sub->add_option("--threads", pargs.threads, "intra-op threads")->capture_default_str();
+  profile_sub->add_option("--batch", pargs.batches, "batch sizes, e.g. 1,8 (the first is the profile's batch)")
+      ->capture_default_str();
+  profile_sub->add_option("--warmup", pargs.options.warmup, "untimed runs first")->capture_default_str();
+  profile_sub->add_option("--min-runs", pargs.options.min_runs, "timed runs at least")->capture_default_str();
+  profile_sub->add_option("--max-runs", pargs.options.max_runs, "timed runs at most")->capture_default_str();
+  profile_sub->add_option("--max-seconds", pargs.options.max_seconds, "time cap per batch size")->capture_default_str();
+  profile_sub->add_option("--node-runs", pargs.options.node_runs, "runs timed node by node (0: none)")
+      ->capture_default_str();
+  profile_sub->add_option("--nodes", pargs.nodes, "slowest nodes to list")->capture_default_str();
+  profile_sub->add_flag("--no-fold", pargs.no_fold, "keep batch norms and dropouts (default: fold for inference)");
+  profile_sub->add_flag("--check", pargs.check, "run every backend on one input and report the largest difference");
+  profile_sub->add_option("--tolerance", pargs.tolerance, "--check: largest relative difference allowed")
+      ->capture_default_str();
+  profile_sub->add_option("--card", pargs.card, "write a manifest.json with this model's variant card");
+  profile_sub->add_flag("--json", json, "print JSON");
+
   auto* passes_cmd = app.add_subcommand("passes", "list the registered passes");
   passes_cmd->add_flag("--json", json, "print JSON");
 
@@ -134,6 +306,7 @@ int main(int argc, char** argv) {
   try {
     if (inspect_cmd->parsed()) return inspect(model, input, json);
     if (convert_cmd->parsed()) return convert(model, input, out, pipeline, json, quiet);
+    if (profile_sub->parsed()) return profile_cmd(model, input, pargs, json);
     if (passes_cmd->parsed()) {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& p : tailor::registered_passes()) {

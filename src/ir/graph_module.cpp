@@ -1,6 +1,7 @@
 #include "tailor/ir/graph_module.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cctype>
 #include <set>
 
@@ -8,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "tailor/ir/ops.hpp"
+#include "program.hpp"
 
 namespace tailor {
 
@@ -49,12 +51,6 @@ c10::OperatorName parse_operator_name(const std::string& schema) {
   return {schema.substr(0, dot), dot == std::string::npos ? "" : schema.substr(dot + 1)};
 }
 
-enum class Code {
-  Constant, Param, List, ListUnpack, Tuple, TupleUnpack, Opaque, Conv, Linear, Matmul, BatchNorm, LayerNorm,
-  GroupNorm, Relu, Hardtanh, Gelu, Silu, Sigmoid, Hardsigmoid, Hardswish, Tanh, Softmax, LogSoftmax, Add, Sub,
-  Mul, Div, Cat, Chunk, Flatten, Reshape, Permute, Transpose, Contiguous, MaxPool, AvgPool, AdaptiveAvgPool, Mean,
-  Dropout, ChannelShuffle
-};
 
 Code code_of(const std::string& kind) {
   static const std::map<std::string, Code> codes = {
@@ -88,30 +84,6 @@ c10::IValue to_ivalue(const AttrValue& v) {
   };
   return std::visit(Visitor{}, v);
 }
-
-// One node, resolved for execution: attributes decoded once, slots indexed directly.
-struct Instr {
-  Code code;
-  int node = -1;
-  std::vector<int> in;
-  std::vector<int> out;
-  std::vector<int> release;  // values whose last reader is this instruction
-  std::vector<int64_t> i0, i1, i2, i3;
-  int64_t n0 = 0;
-  double d0 = 0, d1 = 0;
-  bool b0 = false, b1 = false;
-  std::string s0;
-  c10::IValue constant;
-  torch::Tensor tensor;
-  std::shared_ptr<torch::jit::Operator> op;
-};
-
-struct Program {
-  std::vector<Instr> instrs;
-  std::vector<int> inputs;
-  std::vector<int> outputs;
-  int num_values = 0;
-};
 
 }  // namespace detail
 
@@ -253,94 +225,107 @@ void GraphModuleImpl::drop_unused_tensors() {
   }
 }
 
-void GraphModuleImpl::recompile() {
-  auto program = std::make_unique<detail::Program>();
-  program->inputs = graph_.inputs();
-  program->outputs = graph_.outputs();
-  program->num_values = graph_.num_values();
-  std::vector<int> last_use(graph_.num_values(), -1);
-  for (int id : graph_.order()) {
-    const Node& n = graph_.node(id);
-    Instr ins;
-    ins.code = detail::code_of(n.kind);
-    ins.node = id;
-    ins.in = n.inputs;
-    ins.out = n.outputs;
-    switch (ins.code) {
-      case Code::Constant: ins.constant = detail::to_ivalue(n.attr("value")); break;
-      case Code::Param: ins.tensor = tensor(n.s("name")); break;
-      case Code::Opaque: {
-        const std::string& schema = n.s("schema");
-        ins.op = torch::jit::findOperatorFor(detail::parse_operator_name(schema));
-        TAILOR_CHECK(ins.op, "node '", n.name, "': LibTorch has no operator '", schema, "'");
-        ins.b0 = schema == "aten::_native_multi_head_attention";
-        break;
-      }
-      case Code::Conv:
-        ins.i0 = n.ints("stride");
-        ins.i1 = n.ints("padding");
-        ins.i2 = n.ints("dilation");
-        ins.n0 = n.i("groups");
-        break;
-      case Code::BatchNorm:
-        ins.d0 = n.f("momentum");
-        ins.d1 = n.f("eps");
-        break;
-      case Code::LayerNorm:
-        ins.i0 = n.ints("normalized_shape");
-        ins.d1 = n.f("eps");
-        break;
-      case Code::GroupNorm:
-        ins.n0 = n.i("num_groups");
-        ins.d1 = n.f("eps");
-        break;
-      case Code::Hardtanh:
-        ins.d0 = n.f("min_val");
-        ins.d1 = n.f("max_val");
-        break;
-      case Code::Gelu: ins.s0 = n.has("approximate") ? n.s("approximate") : "none"; break;
-      case Code::Softmax:
-      case Code::LogSoftmax:
-      case Code::Cat: ins.n0 = n.i("dim"); break;
-      case Code::Add:
-      case Code::Sub: ins.d0 = n.f("alpha", 1.0); ins.b0 = !n.has("alpha") || std::holds_alternative<int64_t>(n.attr("alpha")); break;
-      case Code::Chunk:
-        ins.n0 = n.i("chunks");
-        ins.i0 = {n.i("dim")};
-        break;
-      case Code::Flatten: ins.i0 = {n.i("start_dim"), n.i("end_dim")}; break;
-      case Code::Permute: ins.i0 = n.ints("dims"); break;
-      case Code::Transpose: ins.i0 = {n.i("dim0"), n.i("dim1")}; break;
-      case Code::MaxPool:
-        ins.i0 = n.ints("kernel_size");
-        ins.i1 = n.ints("stride");
-        ins.i2 = n.ints("padding");
-        ins.i3 = n.ints("dilation");
-        ins.b0 = n.b("ceil_mode");
-        break;
-      case Code::AvgPool:
-        ins.i0 = n.ints("kernel_size");
-        ins.i1 = n.ints("stride");
-        ins.i2 = n.ints("padding");
-        ins.b0 = n.b("ceil_mode");
-        ins.b1 = n.b("count_include_pad");
-        break;
-      case Code::AdaptiveAvgPool: ins.i0 = n.ints("output_size"); break;
-      case Code::Mean:
-        ins.i0 = n.ints("dims");
-        ins.b0 = n.b("keepdim");
-        break;
-      case Code::Dropout: ins.d0 = n.f("p"); break;
-      case Code::ChannelShuffle: ins.n0 = n.i("groups"); break;
-      default: break;
+namespace detail {
+
+Instr make_instr(const Graph& graph, int node_id, const TensorLookup& tensor_of) {
+  const Node& n = graph.node(node_id);
+  Instr ins;
+  ins.code = code_of(n.kind);
+  ins.node = node_id;
+  ins.in = n.inputs;
+  ins.out = n.outputs;
+  switch (ins.code) {
+    case Code::Constant: ins.constant = detail::to_ivalue(n.attr("value")); break;
+    case Code::Param: ins.tensor = tensor_of(n.s("name")); break;
+    case Code::Opaque: {
+      const std::string& schema = n.s("schema");
+      ins.op = torch::jit::findOperatorFor(detail::parse_operator_name(schema));
+      TAILOR_CHECK(ins.op, "node '", n.name, "': LibTorch has no operator '", schema, "'");
+      ins.b0 = schema == "aten::_native_multi_head_attention";
+      break;
     }
+    case Code::Conv:
+      ins.i0 = n.ints("stride");
+      ins.i1 = n.ints("padding");
+      ins.i2 = n.ints("dilation");
+      ins.n0 = n.i("groups");
+      break;
+    case Code::BatchNorm:
+      ins.d0 = n.f("momentum");
+      ins.d1 = n.f("eps");
+      break;
+    case Code::LayerNorm:
+      ins.i0 = n.ints("normalized_shape");
+      ins.d1 = n.f("eps");
+      break;
+    case Code::GroupNorm:
+      ins.n0 = n.i("num_groups");
+      ins.d1 = n.f("eps");
+      break;
+    case Code::Hardtanh:
+      ins.d0 = n.f("min_val");
+      ins.d1 = n.f("max_val");
+      break;
+    case Code::Gelu: ins.s0 = n.has("approximate") ? n.s("approximate") : "none"; break;
+    case Code::Softmax:
+    case Code::LogSoftmax:
+    case Code::Cat: ins.n0 = n.i("dim"); break;
+    case Code::Add:
+    case Code::Sub: ins.d0 = n.f("alpha", 1.0); ins.b0 = !n.has("alpha") || std::holds_alternative<int64_t>(n.attr("alpha")); break;
+    case Code::Chunk:
+      ins.n0 = n.i("chunks");
+      ins.i0 = {n.i("dim")};
+      break;
+    case Code::Flatten: ins.i0 = {n.i("start_dim"), n.i("end_dim")}; break;
+    case Code::Permute: ins.i0 = n.ints("dims"); break;
+    case Code::Transpose: ins.i0 = {n.i("dim0"), n.i("dim1")}; break;
+    case Code::MaxPool:
+      ins.i0 = n.ints("kernel_size");
+      ins.i1 = n.ints("stride");
+      ins.i2 = n.ints("padding");
+      ins.i3 = n.ints("dilation");
+      ins.b0 = n.b("ceil_mode");
+      break;
+    case Code::AvgPool:
+      ins.i0 = n.ints("kernel_size");
+      ins.i1 = n.ints("stride");
+      ins.i2 = n.ints("padding");
+      ins.b0 = n.b("ceil_mode");
+      ins.b1 = n.b("count_include_pad");
+      break;
+    case Code::AdaptiveAvgPool: ins.i0 = n.ints("output_size"); break;
+    case Code::Mean:
+      ins.i0 = n.ints("dims");
+      ins.b0 = n.b("keepdim");
+      break;
+    case Code::Dropout: ins.d0 = n.f("p"); break;
+    case Code::ChannelShuffle: ins.n0 = n.i("groups"); break;
+    default: break;
+  }
+  return ins;
+}
+
+std::unique_ptr<Program> build_program(const Graph& graph, const TensorLookup& tensor_of) {
+  auto program = std::make_unique<Program>();
+  program->inputs = graph.inputs();
+  program->outputs = graph.outputs();
+  program->num_values = graph.num_values();
+  std::vector<int> last_use(graph.num_values(), -1);
+  for (int id : graph.order()) {
+    const Node& n = graph.node(id);
     for (int in : n.inputs) last_use[in] = static_cast<int>(program->instrs.size());
-    program->instrs.push_back(std::move(ins));
+    program->instrs.push_back(make_instr(graph, id, tensor_of));
   }
   // Free each intermediate after its last reader, so memory stays at the live set (outputs are kept).
-  for (int v = 0; v < graph_.num_values(); ++v)
-    if (last_use[v] >= 0 && !graph_.is_graph_output(v)) program->instrs[last_use[v]].release.push_back(v);
-  program_ = std::move(program);
+  for (int v = 0; v < graph.num_values(); ++v)
+    if (last_use[v] >= 0 && !graph.is_graph_output(v)) program->instrs[last_use[v]].release.push_back(v);
+  return program;
+}
+
+}  // namespace detail
+
+void GraphModuleImpl::recompile() {
+  program_ = detail::build_program(graph_, [this](const std::string& name) { return tensor(name); });
 }
 
 namespace {
@@ -368,146 +353,164 @@ void mha_with_autograd(const Instr& ins, std::vector<c10::IValue>& slots) {
     slots[ins.out[1]] = need_weights ? (average ? attn.mean(1) : attn) : torch::empty({0}, out.options());
 }
 
-void execute(const detail::Program& prog, std::vector<c10::IValue>& slots, bool training,
-             const std::set<int>* keep) {
-  torch::jit::Stack stack;
-  for (const Instr& ins : prog.instrs) {
-    auto T = [&](size_t k) -> const torch::Tensor& { return slots[ins.in[k]].toTensor(); };
-    auto opt = [&](size_t k) -> c10::optional<torch::Tensor> {
-      const c10::IValue& v = slots[ins.in[k]];
-      if (v.isNone()) return c10::nullopt;
-      return v.toTensor();
-    };
-    c10::IValue& out = slots[ins.out.empty() ? 0 : ins.out[0]];
-    switch (ins.code) {
-      case Code::Constant: out = ins.constant; break;
-      case Code::Param: out = ins.tensor; break;
-      case Code::List: {
-        bool all_tensors = !ins.in.empty();
-        for (int v : ins.in) all_tensors = all_tensors && slots[v].isTensor();
-        if (all_tensors) {
-          std::vector<torch::Tensor> l;
-          for (int v : ins.in) l.push_back(slots[v].toTensor());
+}  // namespace
+
+namespace detail {
+
+void execute_instr(const Instr& ins, std::vector<c10::IValue>& slots, bool training, torch::jit::Stack& stack) {
+  auto T = [&](size_t k) -> const torch::Tensor& { return slots[ins.in[k]].toTensor(); };
+  auto opt = [&](size_t k) -> c10::optional<torch::Tensor> {
+    const c10::IValue& v = slots[ins.in[k]];
+    if (v.isNone()) return c10::nullopt;
+    return v.toTensor();
+  };
+  c10::IValue& out = slots[ins.out.empty() ? 0 : ins.out[0]];
+  switch (ins.code) {
+    case Code::Constant: out = ins.constant; break;
+    case Code::Param: out = ins.tensor; break;
+    case Code::List: {
+      bool all_tensors = !ins.in.empty();
+      for (int v : ins.in) all_tensors = all_tensors && slots[v].isTensor();
+      if (all_tensors) {
+        std::vector<torch::Tensor> l;
+        for (int v : ins.in) l.push_back(slots[v].toTensor());
+        out = l;
+      } else {
+        bool all_ints = true;
+        for (int v : ins.in) all_ints = all_ints && slots[v].isInt();
+        if (all_ints) {
+          std::vector<int64_t> l;
+          for (int v : ins.in) l.push_back(slots[v].toInt());
           out = l;
         } else {
-          bool all_ints = true;
-          for (int v : ins.in) all_ints = all_ints && slots[v].isInt();
-          if (all_ints) {
-            std::vector<int64_t> l;
-            for (int v : ins.in) l.push_back(slots[v].toInt());
+          bool all_doubles = true;
+          for (int v : ins.in) all_doubles = all_doubles && slots[v].isDouble();
+          if (all_doubles && !ins.in.empty()) {
+            std::vector<double> l;
+            for (int v : ins.in) l.push_back(slots[v].toDouble());
             out = l;
           } else {
-            bool all_doubles = true;
-            for (int v : ins.in) all_doubles = all_doubles && slots[v].isDouble();
-            if (all_doubles && !ins.in.empty()) {
-              std::vector<double> l;
-              for (int v : ins.in) l.push_back(slots[v].toDouble());
-              out = l;
-            } else {
-              c10::impl::GenericList l(c10::AnyType::get());
-              for (int v : ins.in) l.push_back(slots[v]);
-              out = l;
-            }
+            c10::impl::GenericList l(c10::AnyType::get());
+            for (int v : ins.in) l.push_back(slots[v]);
+            out = l;
           }
         }
+      }
+      break;
+    }
+    case Code::Tuple: {
+      std::vector<c10::IValue> elems;
+      for (int v : ins.in) elems.push_back(slots[v]);
+      out = c10::ivalue::Tuple::create(std::move(elems));
+      break;
+    }
+    case Code::ListUnpack:
+    case Code::TupleUnpack: {
+      const c10::IValue& src = slots[ins.in[0]];
+      std::vector<c10::IValue> elems;
+      if (src.isTuple()) {
+        for (const auto& e : src.toTupleRef().elements()) elems.push_back(e);
+      } else {
+        for (const auto& e : src.toListRef()) elems.push_back(e);
+      }
+      TAILOR_CHECK(elems.size() == ins.out.size(), "unpacking ", elems.size(), " values into ", ins.out.size());
+      for (size_t k = 0; k < elems.size(); ++k) slots[ins.out[k]] = elems[k];
+      break;
+    }
+    case Code::Opaque: {
+      if (ins.b0 && at::GradMode::is_enabled()) {
+        mha_with_autograd(ins, slots);
         break;
       }
-      case Code::Tuple: {
-        std::vector<c10::IValue> elems;
-        for (int v : ins.in) elems.push_back(slots[v]);
-        out = c10::ivalue::Tuple::create(std::move(elems));
-        break;
-      }
-      case Code::ListUnpack:
-      case Code::TupleUnpack: {
-        const c10::IValue& src = slots[ins.in[0]];
-        std::vector<c10::IValue> elems;
-        if (src.isTuple()) {
-          for (const auto& e : src.toTupleRef().elements()) elems.push_back(e);
-        } else {
-          for (const auto& e : src.toListRef()) elems.push_back(e);
-        }
-        TAILOR_CHECK(elems.size() == ins.out.size(), "unpacking ", elems.size(), " values into ", ins.out.size());
-        for (size_t k = 0; k < elems.size(); ++k) slots[ins.out[k]] = elems[k];
-        break;
-      }
-      case Code::Opaque: {
-        if (ins.b0 && at::GradMode::is_enabled()) {
-          mha_with_autograd(ins, slots);
-          break;
-        }
-        stack.clear();
-        for (int v : ins.in) stack.push_back(slots[v]);
-        ins.op->getOperation()(stack);
-        TAILOR_CHECK(stack.size() == ins.out.size(), "operator ", ins.op->schema().name(), " returned ", stack.size(),
-                     " values, the graph expects ", ins.out.size());
-        for (size_t k = 0; k < ins.out.size(); ++k) slots[ins.out[k]] = std::move(stack[k]);
-        break;
-      }
-      case Code::Conv: out = at::convolution(T(0), T(1), opt(2), ins.i0, ins.i1, ins.i2, false, std::vector<int64_t>(ins.i0.size(), 0), ins.n0); break;
-      case Code::Linear: out = at::linear(T(0), T(1), opt(2)); break;
-      case Code::Matmul: out = at::matmul(T(0), T(1)); break;
-      case Code::BatchNorm:
-        out = at::batch_norm(T(0), opt(1), opt(2), opt(3), opt(4), training, ins.d0, ins.d1, true);
-        break;
-      case Code::LayerNorm: out = at::layer_norm(T(0), ins.i0, opt(1), opt(2), ins.d1, true); break;
-      case Code::GroupNorm: out = at::group_norm(T(0), ins.n0, opt(1), opt(2), ins.d1, true); break;
-      case Code::Relu: out = at::relu(T(0)); break;
-      case Code::Hardtanh: out = at::hardtanh(T(0), ins.d0, ins.d1); break;
-      case Code::Gelu: out = at::gelu(T(0), ins.s0); break;
-      case Code::Silu: out = at::silu(T(0)); break;
-      case Code::Sigmoid: out = at::sigmoid(T(0)); break;
-      case Code::Hardsigmoid: out = at::hardsigmoid(T(0)); break;
-      case Code::Hardswish: out = at::hardswish(T(0)); break;
-      case Code::Tanh: out = at::tanh(T(0)); break;
-      case Code::Softmax: out = at::softmax(T(0), ins.n0); break;
-      case Code::LogSoftmax: out = at::log_softmax(T(0), ins.n0); break;
-      case Code::Add:
-      case Code::Sub:
-      case Code::Mul:
-      case Code::Div: {
-        const c10::Scalar alpha = ins.b0 ? c10::Scalar(static_cast<int64_t>(ins.d0)) : c10::Scalar(ins.d0);
-        out = scalar_or_tensor_binary(ins.code, slots[ins.in[0]], slots[ins.in[1]], alpha);
-        break;
-      }
-      case Code::Cat: {
-        std::vector<torch::Tensor> parts;
-        parts.reserve(ins.in.size());
-        for (int v : ins.in) parts.push_back(slots[v].toTensor());
-        out = at::cat(parts, ins.n0);
-        break;
-      }
-      case Code::Chunk: {
-        auto pieces = at::chunk(T(0), ins.n0, ins.i0[0]);
-        TAILOR_CHECK(pieces.size() == ins.out.size(), "chunk produced ", pieces.size(), " pieces, the graph expects ",
-                     ins.out.size());
-        for (size_t k = 0; k < pieces.size(); ++k) slots[ins.out[k]] = pieces[k];
-        break;
-      }
-      case Code::Flatten: out = at::flatten(T(0), ins.i0[0], ins.i0[1]); break;
-      case Code::Reshape: out = at::reshape(T(0), slots[ins.in[1]].toIntVector()); break;
-      case Code::Permute: out = T(0).permute(ins.i0); break;
-      case Code::Transpose: out = T(0).transpose(ins.i0[0], ins.i0[1]); break;
-      case Code::Contiguous: out = T(0).contiguous(); break;
-      case Code::MaxPool:
-        out = ins.i0.size() == 1 ? at::max_pool1d(T(0), ins.i0, ins.i1, ins.i2, ins.i3, ins.b0)
-                                 : at::max_pool2d(T(0), ins.i0, ins.i1, ins.i2, ins.i3, ins.b0);
-        break;
-      case Code::AvgPool:
-        out = ins.i0.size() == 1 ? at::avg_pool1d(T(0), ins.i0, ins.i1, ins.i2, ins.b0, ins.b1)
-                                 : at::avg_pool2d(T(0), ins.i0, ins.i1, ins.i2, ins.b0, ins.b1);
-        break;
-      case Code::AdaptiveAvgPool:
-        out = ins.i0.size() == 1 ? at::adaptive_avg_pool1d(T(0), ins.i0) : at::adaptive_avg_pool2d(T(0), ins.i0);
-        break;
-      case Code::Mean: out = at::mean(T(0), ins.i0, ins.b0); break;
-      case Code::Dropout: out = training ? at::dropout(T(0), ins.d0, true) : slots[ins.in[0]]; break;
-      case Code::ChannelShuffle: out = at::channel_shuffle(T(0), ins.n0); break;
+      stack.clear();
+      for (int v : ins.in) stack.push_back(slots[v]);
+      ins.op->getOperation()(stack);
+      TAILOR_CHECK(stack.size() == ins.out.size(), "operator ", ins.op->schema().name(), " returned ", stack.size(),
+                   " values, the graph expects ", ins.out.size());
+      for (size_t k = 0; k < ins.out.size(); ++k) slots[ins.out[k]] = std::move(stack[k]);
+      break;
+    }
+    case Code::Conv: out = at::convolution(T(0), T(1), opt(2), ins.i0, ins.i1, ins.i2, false, std::vector<int64_t>(ins.i0.size(), 0), ins.n0); break;
+    case Code::Linear: out = at::linear(T(0), T(1), opt(2)); break;
+    case Code::Matmul: out = at::matmul(T(0), T(1)); break;
+    case Code::BatchNorm:
+      out = at::batch_norm(T(0), opt(1), opt(2), opt(3), opt(4), training, ins.d0, ins.d1, true);
+      break;
+    case Code::LayerNorm: out = at::layer_norm(T(0), ins.i0, opt(1), opt(2), ins.d1, true); break;
+    case Code::GroupNorm: out = at::group_norm(T(0), ins.n0, opt(1), opt(2), ins.d1, true); break;
+    case Code::Relu: out = at::relu(T(0)); break;
+    case Code::Hardtanh: out = at::hardtanh(T(0), ins.d0, ins.d1); break;
+    case Code::Gelu: out = at::gelu(T(0), ins.s0); break;
+    case Code::Silu: out = at::silu(T(0)); break;
+    case Code::Sigmoid: out = at::sigmoid(T(0)); break;
+    case Code::Hardsigmoid: out = at::hardsigmoid(T(0)); break;
+    case Code::Hardswish: out = at::hardswish(T(0)); break;
+    case Code::Tanh: out = at::tanh(T(0)); break;
+    case Code::Softmax: out = at::softmax(T(0), ins.n0); break;
+    case Code::LogSoftmax: out = at::log_softmax(T(0), ins.n0); break;
+    case Code::Add:
+    case Code::Sub:
+    case Code::Mul:
+    case Code::Div: {
+      const c10::Scalar alpha = ins.b0 ? c10::Scalar(static_cast<int64_t>(ins.d0)) : c10::Scalar(ins.d0);
+      out = scalar_or_tensor_binary(ins.code, slots[ins.in[0]], slots[ins.in[1]], alpha);
+      break;
+    }
+    case Code::Cat: {
+      std::vector<torch::Tensor> parts;
+      parts.reserve(ins.in.size());
+      for (int v : ins.in) parts.push_back(slots[v].toTensor());
+      out = at::cat(parts, ins.n0);
+      break;
+    }
+    case Code::Chunk: {
+      auto pieces = at::chunk(T(0), ins.n0, ins.i0[0]);
+      TAILOR_CHECK(pieces.size() == ins.out.size(), "chunk produced ", pieces.size(), " pieces, the graph expects ",
+                   ins.out.size());
+      for (size_t k = 0; k < pieces.size(); ++k) slots[ins.out[k]] = pieces[k];
+      break;
+    }
+    case Code::Flatten: out = at::flatten(T(0), ins.i0[0], ins.i0[1]); break;
+    case Code::Reshape: out = at::reshape(T(0), slots[ins.in[1]].toIntVector()); break;
+    case Code::Permute: out = T(0).permute(ins.i0); break;
+    case Code::Transpose: out = T(0).transpose(ins.i0[0], ins.i0[1]); break;
+    case Code::Contiguous: out = T(0).contiguous(); break;
+    case Code::MaxPool:
+      out = ins.i0.size() == 1 ? at::max_pool1d(T(0), ins.i0, ins.i1, ins.i2, ins.i3, ins.b0)
+                               : at::max_pool2d(T(0), ins.i0, ins.i1, ins.i2, ins.i3, ins.b0);
+      break;
+    case Code::AvgPool:
+      out = ins.i0.size() == 1 ? at::avg_pool1d(T(0), ins.i0, ins.i1, ins.i2, ins.b0, ins.b1)
+                               : at::avg_pool2d(T(0), ins.i0, ins.i1, ins.i2, ins.b0, ins.b1);
+      break;
+    case Code::AdaptiveAvgPool:
+      out = ins.i0.size() == 1 ? at::adaptive_avg_pool1d(T(0), ins.i0) : at::adaptive_avg_pool2d(T(0), ins.i0);
+      break;
+    case Code::Mean: out = at::mean(T(0), ins.i0, ins.b0); break;
+    case Code::Dropout: out = training ? at::dropout(T(0), ins.d0, true) : slots[ins.in[0]]; break;
+    case Code::ChannelShuffle: out = at::channel_shuffle(T(0), ins.n0); break;
+  }
+}
+
+void execute(const Program& prog, std::vector<c10::IValue>& slots, bool training, const std::set<int>* keep,
+             const InstrClock* clock) {
+  torch::jit::Stack stack;
+  for (const Instr& ins : prog.instrs) {
+    if (clock) {
+      const auto start = std::chrono::steady_clock::now();
+      execute_instr(ins, slots, training, stack);
+      (*clock)(ins, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    } else {
+      execute_instr(ins, slots, training, stack);
     }
     for (int v : ins.release)
       if (!keep || !keep->count(v)) slots[v] = c10::IValue();
   }
 }
+
+}  // namespace detail
+
+namespace {
 
 c10::IValue collect_outputs(const detail::Program& prog, std::vector<c10::IValue>& slots) {
   if (prog.outputs.size() == 1) return slots[prog.outputs[0]];
@@ -523,7 +526,7 @@ c10::IValue GraphModuleImpl::run(const std::vector<c10::IValue>& inputs) {
                " inputs, got ", inputs.size());
   std::vector<c10::IValue> slots(program_->num_values);
   for (size_t i = 0; i < inputs.size(); ++i) slots[program_->inputs[i]] = inputs[i];
-  execute(*program_, slots, is_training(), nullptr);
+  detail::execute(*program_, slots, is_training(), nullptr);
   return collect_outputs(*program_, slots);
 }
 
@@ -560,7 +563,7 @@ std::pair<c10::IValue, std::map<std::string, torch::Tensor>> GraphModuleImpl::ru
                " inputs, got ", inputs.size());
   std::vector<c10::IValue> slots(program_->num_values);
   for (size_t i = 0; i < inputs.size(); ++i) slots[program_->inputs[i]] = inputs[i];
-  execute(*program_, slots, is_training(), &keep);
+  detail::execute(*program_, slots, is_training(), &keep);
   std::map<std::string, torch::Tensor> tapped;
   for (const auto& [name, v] : tap_values) tapped[name] = slots[v].toTensor();
   return {collect_outputs(*program_, slots), tapped};
@@ -580,7 +583,7 @@ void GraphModuleImpl::infer_shapes(const std::vector<std::vector<int64_t>>& inpu
   std::set<int> keep;
   for (int v = 0; v < graph_.num_values(); ++v) keep.insert(v);
   try {
-    execute(*program_, slots, false, &keep);
+    detail::execute(*program_, slots, false, &keep);
   } catch (const c10::Error& e) {
     TAILOR_FAIL("running the model on inputs of shape ", shape_to_string(input_shapes[0]),
                 " failed (wrong input shape or rank?): ", e.what_without_backtrace());

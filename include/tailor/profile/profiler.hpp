@@ -1,0 +1,87 @@
+// tailor/profile/profiler.hpp: measures how fast a compiled model runs, the same way on every backend, and
+// records where it was measured. Method: fixed threads, mandatory warm-up, timed runs until the median is stable
+// (capped), p50/p90/p99 (p90 is MLPerf's single-stream statistic), a batch-size sweep, peak memory, per-node times.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tailor/ir/graph_module.hpp"
+#include "tailor/runtime/backend.hpp"
+
+namespace tailor {
+
+/// The machine and software a profile was measured with.
+struct MachineInfo {
+  std::string cpu_model;
+  std::vector<std::string> isa;  ///< the ISA extensions that matter for kernels (avx2, fma, avx512f, vnni, ...)
+  int logical_cpus = 0;
+  double cpu_mhz = 0;  ///< nominal clock from /proc/cpuinfo (0 when unknown)
+  std::string gpu;     ///< CUDA device name, when the profile ran on one
+  std::string torch_version, onednn_version, tailor_version;
+  /// FMA units x SIMD width x 2 flops x clock x cores: this CPU's fp32 peak in GFLOPS (0 when unknown).
+  double peak_gflops(int threads) const;
+  static MachineInfo detect();
+  std::string to_json() const;
+};
+
+struct LatencyStats {
+  int runs = 0;
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0, mean_ms = 0, std_ms = 0, min_ms = 0, max_ms = 0;
+  /// Percentiles by linear interpolation between order statistics (numpy's default). Needs samples.
+  static LatencyStats from_samples(std::vector<double> ms);
+};
+
+struct NodeTime {
+  std::string node, kind;
+  std::vector<std::string> fused;
+  double ms = 0;     ///< median over the per-node runs
+  double share = 0;  ///< of the summed node times
+};
+
+struct ThroughputPoint {
+  int64_t batch = 0;
+  double p50_ms = 0;
+  double samples_per_s = 0;
+};
+
+struct LatencyProfile {
+  std::string backend, device, dtype;
+  int threads = 0;
+  int64_t batch = 0;
+  std::vector<std::vector<int64_t>> input_shapes;
+  MachineInfo machine;
+  LatencyStats latency;
+  bool stable = false;  ///< the median settled within the tolerance before the run cap
+  std::vector<ThroughputPoint> throughput;
+  int64_t peak_activation_bytes = 0, weight_bytes = 0;
+  std::vector<NodeTime> nodes;
+  std::string executable;  ///< the backend's summary of what it compiled
+  std::string to_json() const;
+  static LatencyProfile from_json(const std::string& text);
+};
+
+struct ProfileOptions {
+  int threads = 1;
+  int warmup = 10;         ///< untimed runs first (first calls of LibTorch and oneDNN are slow)
+  int min_runs = 20;
+  int max_runs = 2000;
+  double max_seconds = 10;  ///< wall-clock cap of the timed runs for one batch size
+  double tolerance = 0.01;  ///< stop when the median moves less than this (relative) between rounds
+  std::vector<int64_t> batches = {1};  ///< the first one is the profile's batch; all feed the throughput sweep
+  int node_runs = 5;        ///< runs timed node by node (0: no per-node times)
+  uint64_t seed = 0;
+  bool fold = true;
+};
+
+/// Compiles `module` on `backend` for `input_shape` (its first dimension is replaced by each batch size) and
+/// measures it. The input is normal random data from `seed`.
+LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend,
+                       const std::vector<int64_t>& input_shape, const ProfileOptions& options = {});
+
+/// Times an already compiled executable at its compiled shape (statistics only, no sweep or node times).
+LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& inputs, const ProfileOptions& options,
+                             bool* stable = nullptr);
+
+}  // namespace tailor

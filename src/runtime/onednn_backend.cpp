@@ -1,0 +1,1032 @@
+// The onednn-cpu backend: lowers the IR to oneDNN primitives, specialized for fixed input shapes.
+//
+// Every graph value lives either in oneDNN memory (a descriptor, possibly a blocked layout such as nChw8c,
+// over a buffer of a pool planned from value lifetimes) or as an ATen IValue for the nodes oneDNN does not
+// run, which fall back to the ATen interpreter GraphModule uses. Convolutions choose their layouts
+// (format_tag::any) and the ops after them (eltwise, binary, pooling, concat, batch norm) keep those layouts,
+// so reorders happen only where the graph enters or leaves oneDNN. Weights are reordered once, at compile
+// time. Post-ops fuse activations into convolutions and inner products, and a residual add (with an optional
+// ReLU after it) into the convolution that produces one of its operands (the `sum` post-op).
+#include <chrono>
+#include <map>
+#include <memory>
+#include <numeric>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include <torch/torch.h>
+
+#include "../ir/program.hpp"
+#include "backends.hpp"
+#include "tailor/ir/ops.hpp"
+
+#if TAILOR_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace tailor::detail {
+
+#if TAILOR_WITH_ONEDNN
+
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+tag plain_tag(size_t rank) {
+  switch (rank) {
+    case 1: return tag::a;
+    case 2: return tag::ab;
+    case 3: return tag::abc;
+    case 4: return tag::abcd;
+    case 5: return tag::abcde;
+    case 6: return tag::abcdef;
+    default: TAILOR_FAIL("onednn-cpu: tensors of rank ", rank, " are not supported");
+  }
+}
+
+memory::desc plain_desc(const std::vector<int64_t>& shape) {
+  return memory::desc(memory::dims(shape.begin(), shape.end()), dt::f32, plain_tag(shape.size()));
+}
+
+// A reference to where a value's bytes are at run time.
+struct MemRef {
+  memory::desc desc;
+  int pool = -1;  ///< buffer of the planned pool
+  int slot = -1;  ///< or: an ATen tensor in this slot (its data pointer is read at run time)
+  std::shared_ptr<torch::Tensor> owned;  ///< or: a tensor the executable owns (reordered weights, biases)
+};
+
+struct DnnlStep {
+  dnnl::primitive prim;
+  std::vector<std::pair<int, MemRef>> args;
+  std::unordered_map<int, memory> mems;  // built by finalize()
+  std::vector<std::pair<int, int>> slot_args;  // (arg, slot) rebound each run
+};
+
+struct Step {
+  std::string node, kind;
+  std::vector<std::string> fused;
+  enum class Type { Dnnl, Aten, ToAten, FromAten } type = Type::Dnnl;
+  DnnlStep dnnl;
+  Instr instr;     // Aten
+  int value = -1;  // ToAten / FromAten: the graph value converted
+  std::vector<int64_t> shape;
+  std::vector<int> release;  // ATen slots freed after this step
+};
+
+// Buffers assigned by lifetime: a buffer returns to the free list when the last value homed in it dies.
+class Pool {
+ public:
+  int acquire(size_t bytes) {
+    int best = -1;
+    for (int b : free_)
+      if (sizes_[b] >= bytes && (best < 0 || sizes_[b] < sizes_[best])) best = b;
+    if (best < 0) {
+      // Grow the largest free buffer rather than adding one, so the pool stays small.
+      for (int b : free_)
+        if (best < 0 || sizes_[b] > sizes_[best]) best = b;
+    }
+    if (best < 0) {
+      sizes_.push_back(bytes);
+      refs_.push_back(0);
+      best = static_cast<int>(sizes_.size()) - 1;
+    } else {
+      free_.erase(best);
+      sizes_[best] = std::max(sizes_[best], bytes);
+    }
+    refs_[best] = 1;
+    return best;
+  }
+  void retain(int b) { ++refs_[b]; }
+  void release(int b) {
+    if (--refs_[b] == 0) free_.insert(b);
+  }
+  void allocate() {
+    for (size_t b = 0; b < sizes_.size(); ++b)
+      storage_.push_back(torch::empty({static_cast<int64_t>(std::max<size_t>(sizes_[b], 64))}, torch::kUInt8));
+  }
+  void* ptr(int b) const { return storage_[b].data_ptr(); }
+  int64_t total_bytes() const {
+    return std::accumulate(sizes_.begin(), sizes_.end(), int64_t{0}, [](int64_t a, size_t s) { return a + (int64_t)s; });
+  }
+
+ private:
+  std::vector<size_t> sizes_;
+  std::vector<int> refs_;
+  std::set<int> free_;
+  std::vector<torch::Tensor> storage_;
+};
+
+struct Home {
+  enum class Where { Nowhere, Dnnl, Aten } where = Where::Nowhere;
+  MemRef ref;          // Dnnl
+  bool has_aten = false;  // an ATen copy is in slots (for fallback readers)
+};
+
+std::string isa_name() {
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
+class OnednnExecutable final : public Executable {
+ public:
+  OnednnExecutable(std::shared_ptr<GraphModuleImpl> module, const CompileOptions& options)
+      : module_(std::move(module)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), graph_(module_->graph()) {
+    options_ = options;
+    lower();
+  }
+
+  std::string backend() const override { return "onednn-cpu"; }
+  c10::Device device() const override { return c10::Device(c10::kCPU); }
+
+  c10::IValue run(const std::vector<c10::IValue>& inputs) override {
+    std::vector<StepTime>* none = nullptr;
+    return execute(inputs, none);
+  }
+  c10::IValue run_timed(const std::vector<c10::IValue>& inputs, std::vector<StepTime>& steps) override {
+    steps.clear();
+    std::vector<StepTime>* out = &steps;
+    return execute(inputs, out);
+  }
+  int64_t peak_activation_bytes() const override { return pool_.total_bytes() + fallback_peak_; }
+  int64_t weight_bytes() const override { return weight_bytes_; }
+  std::string summary() const override { return summary_; }
+
+ private:
+  // --- compile -------------------------------------------------------------------------------------------------
+  const std::vector<int64_t>& shape(int v) const { return graph_.value(v).shape; }
+  bool is_f32_tensor(int v) const {
+    const Value& val = graph_.value(v);
+    return val.type == ValueType::Tensor && val.dtype == "Float" && !val.shape.empty();
+  }
+  const Node* param_of(int v) const {
+    const Node* p = graph_.producer(v);
+    return p && p->kind == ops::kParam ? p : nullptr;
+  }
+  bool is_none(int v) const {
+    const Node* p = graph_.producer(v);
+    return p && p->kind == ops::kConstant && std::holds_alternative<std::monostate>(p->attr("value"));
+  }
+  // The only reader of v, when v has exactly one and is not a graph output.
+  const Node* sole_user(int v) const {
+    if (graph_.is_graph_output(v)) return nullptr;
+    const auto users = graph_.users(v);
+    if (users.size() != 1) return nullptr;
+    // Reading the same value twice (x * x) is not a sole use for fusion purposes.
+    const Node& u = graph_.node(users[0]);
+    if (std::count(u.inputs.begin(), u.inputs.end(), v) != 1) return nullptr;
+    return &u;
+  }
+  torch::Tensor weight(const Node& param) const { return module_->tensor(param.s("name")).detach().contiguous(); }
+
+  MemRef own(const torch::Tensor& t, const memory::desc& desc) {
+    MemRef r;
+    r.desc = desc;
+    r.owned = std::make_shared<torch::Tensor>(t);
+    weight_bytes_ += static_cast<int64_t>(desc.get_size());
+    return r;
+  }
+  // Reorders a plain float tensor into the layout a primitive chose, once.
+  MemRef own_reordered(const torch::Tensor& plain, const memory::desc& plain_d, const memory::desc& want) {
+    if (plain_d == want) return own(plain, want);
+    auto out = torch::empty({static_cast<int64_t>(want.get_size())}, torch::kUInt8);
+    memory src(plain_d, engine_, plain.data_ptr());
+    memory dst(want, engine_, out.data_ptr());
+    dnnl::reorder(src, dst).execute(stream_, src, dst);
+    stream_.wait();
+    return own(out, want);
+  }
+
+  MemRef new_buffer(const memory::desc& desc) {
+    MemRef r;
+    r.desc = desc;
+    r.pool = pool_.acquire(desc.get_size());
+    return r;
+  }
+
+  void set_home_dnnl(int v, const MemRef& ref) {
+    homes_[v].where = Home::Where::Dnnl;
+    homes_[v].ref = ref;
+  }
+
+  // The value in oneDNN memory, in its current layout (imported from ATen when it lives there).
+  void emit_pending(int v) {
+    auto it = pending_.find(v);
+    if (it == pending_.end()) return;
+    const int id = it->second;
+    pending_.erase(it);
+    Step s;
+    s.type = Step::Type::Aten;
+    s.node = graph_.node(id).name;
+    s.kind = graph_.node(id).kind;
+    s.instr = make_instr(graph_, id, [this](const std::string& name) { return module_->tensor(name); });
+    steps_.push_back(std::move(s));
+  }
+
+  MemRef dnnl_ref(int v) {
+    emit_pending(v);
+    Home& h = homes_[v];
+    if (h.where == Home::Where::Dnnl) return h.ref;
+    TAILOR_INTERNAL_ASSERT(h.where == Home::Where::Aten, "value ", graph_.value(v).name, " has no home");
+    Step s;
+    s.type = Step::Type::FromAten;
+    s.value = v;
+    s.node = graph_.value(v).name;
+    s.kind = "from_aten";
+    steps_.push_back(std::move(s));
+    MemRef r;
+    r.desc = plain_desc(shape(v));
+    r.slot = v;
+    h.ref = r;
+    h.where = Home::Where::Dnnl;
+    h.has_aten = true;
+    return r;
+  }
+  // The value in a given layout; adds a reorder into a new buffer when its layout differs.
+  MemRef dnnl_ref_as(int v, const memory::desc& want, const std::string& node) {
+    MemRef cur = dnnl_ref(v);
+    if (cur.desc == want) return cur;
+    MemRef out = new_buffer(want);
+    add_dnnl_step(node, "reorder", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want)),
+                  {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, out}});
+    ++reorders_;
+    temps_.push_back(out);
+    return out;
+  }
+  // The value as an ATen tensor in its slot (a plain copy made when it lives in a oneDNN buffer).
+  void ensure_aten(int v) {
+    emit_pending(v);
+    Home& h = homes_[v];
+    if (h.where == Home::Where::Aten || h.has_aten || h.where == Home::Where::Nowhere) return;
+    Step s;
+    s.type = Step::Type::ToAten;
+    s.value = v;
+    s.shape = shape(v);
+    s.node = graph_.value(v).name;
+    s.kind = "to_aten";
+    MemRef src = h.ref;
+    MemRef dst;
+    dst.desc = plain_desc(shape(v));
+    dst.slot = v;
+    s.dnnl.prim = dnnl::reorder(dnnl::reorder::primitive_desc(engine_, src.desc, engine_, dst.desc));
+    s.dnnl.args = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+    steps_.push_back(std::move(s));
+    h.has_aten = true;
+    if (!(src.desc == dst.desc)) ++reorders_;
+  }
+
+  void add_dnnl_step(const std::string& node, const std::string& kind, std::vector<std::string> fused,
+                     dnnl::primitive prim, std::vector<std::pair<int, MemRef>> args) {
+    Step s;
+    s.type = Step::Type::Dnnl;
+    s.node = node;
+    s.kind = kind;
+    s.fused = std::move(fused);
+    s.dnnl.prim = std::move(prim);
+    s.dnnl.args = std::move(args);
+    steps_.push_back(std::move(s));
+  }
+
+  dnnl::algorithm eltwise_of(const Node& n, float& alpha, float& beta) const {
+    alpha = 0;
+    beta = 0;
+    if (n.kind == ops::kRelu) return dnnl::algorithm::eltwise_relu;
+    if (n.kind == ops::kHardtanh) {
+      alpha = static_cast<float>(n.f("min_val"));
+      beta = static_cast<float>(n.f("max_val"));
+      return dnnl::algorithm::eltwise_clip;
+    }
+    if (n.kind == ops::kGelu)
+      return n.has("approximate") && n.s("approximate") == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh
+                                                                   : dnnl::algorithm::eltwise_gelu_erf;
+    if (n.kind == ops::kSilu) {
+      alpha = 1;
+      return dnnl::algorithm::eltwise_swish;
+    }
+    if (n.kind == ops::kSigmoid) return dnnl::algorithm::eltwise_logistic;
+    if (n.kind == ops::kHardswish) return dnnl::algorithm::eltwise_hardswish;
+    if (n.kind == ops::kTanh) return dnnl::algorithm::eltwise_tanh;
+    return dnnl::algorithm::undef;
+  }
+  bool is_eltwise(const Node& n) const {
+    float a, b;
+    return eltwise_of(n, a, b) != dnnl::algorithm::undef && n.inputs.size() == 1;
+  }
+
+  // The value a node writes last: follows fused nodes.
+  struct Fusion {
+    std::vector<const Node*> eltwise_before_sum;  // (none: post-ops before sum unsupported here)
+    const Node* add = nullptr;
+    int add_other = -1;
+    std::vector<const Node*> eltwise;  // in order, after the sum when there is one
+    int out = -1;
+  };
+  Fusion plan_fusion(const Node& n, bool allow_sum) const {
+    Fusion f;
+    f.out = n.outputs[0];
+    if (allow_sum) {
+      const Node* u = sole_user(f.out);
+      if (u && u->kind == ops::kAdd && !used_.count(graph_.find_id(u->name)) && u->f("alpha", 1.0) == 1.0) {
+        const int other = u->inputs[0] == f.out ? u->inputs[1] : u->inputs[0];
+        if (is_f32_tensor(other) && shape(other) == shape(f.out) && homes_[other].where != Home::Where::Nowhere) {
+          f.add = u;
+          f.add_other = other;
+          f.out = u->outputs[0];
+        }
+      }
+    }
+    while (true) {
+      const Node* u = sole_user(f.out);
+      if (!u || !is_eltwise(*u)) break;
+      f.eltwise.push_back(u);
+      f.out = u->outputs[0];
+    }
+    return f;
+  }
+  dnnl::post_ops post_ops_of(const Fusion& f) const {
+    dnnl::post_ops po;
+    if (f.add) po.append_sum(1.0f);
+    for (const Node* e : f.eltwise) {
+      float a, b;
+      const auto alg = eltwise_of(*e, a, b);
+      po.append_eltwise(1.0f, alg, a, b);
+    }
+    return po;
+  }
+  std::vector<std::string> fused_names(const Fusion& f) {
+    std::vector<std::string> names;
+    if (f.add) {
+      names.push_back(f.add->name);
+      used_.insert(graph_.find_id(f.add->name));
+    }
+    for (const Node* e : f.eltwise) {
+      names.push_back(e->name);
+      used_.insert(graph_.find_id(e->name));
+    }
+    return names;
+  }
+  // The destination of a fused primitive: the other addend's buffer when it dies here (in place), else a
+  // new buffer that a reorder fills with the addend first.
+  MemRef sum_destination(const Fusion& f, const memory::desc& dst_desc, const std::string& node) {
+    MemRef other = dnnl_ref(f.add_other);
+    const bool dies_here = last_reader_[f.add_other] == graph_.find_id(f.add->name) &&
+                           !graph_.is_graph_output(f.add_other) && other.pool >= 0 && other.desc == dst_desc &&
+                           buffer_values(other.pool) == 1;
+    if (dies_here) {
+      pool_.retain(other.pool);
+      return other;
+    }
+    MemRef dst = new_buffer(dst_desc);
+    add_dnnl_step(node, "reorder", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, other.desc, engine_, dst_desc)),
+                  {{DNNL_ARG_FROM, other}, {DNNL_ARG_TO, dst}});
+    ++reorders_;
+    return dst;
+  }
+  int buffer_values(int pool) const {
+    int n = 0;
+    for (const auto& [v, alive] : alive_in_pool_)
+      if (alive == pool) ++n;
+    return n;
+  }
+
+  bool lower_conv(const Node& n) {
+    const int x = n.inputs[0];
+    const Node* wp = param_of(n.inputs[1]);
+    if (!wp || !is_f32_tensor(x) || !(param_of(n.inputs[2]) || is_none(n.inputs[2]))) return false;
+    const auto& xs = shape(x);
+    const auto& os = shape(n.outputs[0]);
+    const size_t spatial = xs.size() - 2;
+    if (spatial < 1 || spatial > 3) return false;
+    const torch::Tensor w = weight(*wp);
+    const int64_t groups = n.i("groups");
+    memory::dims strides, dil, pad_l, pad_r, kernel;
+    for (size_t k = 0; k < spatial; ++k) {
+      strides.push_back(n.ints("stride")[k]);
+      dil.push_back(n.ints("dilation")[k] - 1);
+      pad_l.push_back(n.ints("padding")[k]);
+      kernel.push_back(w.size(2 + k));
+      // Right padding that gives exactly the output size (floor division drops what does not fit).
+      const int64_t span = (kernel[k] - 1) * (dil[k] + 1) + 1;
+      pad_r.push_back((os[2 + k] - 1) * strides[k] + span - xs[2 + k] - pad_l[k]);
+    }
+    memory::dims wdims(w.sizes().begin(), w.sizes().end());
+    if (groups > 1) {
+      wdims[0] /= groups;
+      wdims.insert(wdims.begin(), groups);
+    }
+    const memory::desc wplain(wdims, dt::f32, plain_tag(wdims.size()));
+    const memory::desc src_any(memory::dims(xs.begin(), xs.end()), dt::f32, tag::any);
+    const memory::desc dst_any(memory::dims(os.begin(), os.end()), dt::f32, tag::any);
+    const memory::desc w_any(wdims, dt::f32, tag::any);
+    const bool has_bias = !is_none(n.inputs[2]);
+    const memory::desc b_desc = has_bias ? memory::desc({os[1]}, dt::f32, tag::a) : memory::desc();
+    Fusion f = plan_fusion(n, true);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post_ops_of(f));
+    dnnl::convolution_forward::primitive_desc pd;
+    try {
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                        src_any, w_any, b_desc, dst_any, strides, dil, pad_l, pad_r);
+      pd = dnnl::convolution_forward::primitive_desc(d, attr, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    const std::string name = n.name;
+    MemRef src = dnnl_ref_as(x, pd.src_desc(), name);
+    MemRef wref = own_reordered(w, wplain, pd.weights_desc());
+    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wref}};
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(weight(*param_of(n.inputs[2])), b_desc)});
+    MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), name) : new_buffer(pd.dst_desc());
+    args.push_back({DNNL_ARG_DST, dst});
+    add_dnnl_step(name, "conv", fused_names(f), dnnl::convolution_forward(pd), std::move(args));
+    define(f.out, dst);
+    ++lowered_;
+    fused_ += static_cast<int>(f.eltwise.size()) + (f.add ? 1 : 0);
+    return true;
+  }
+
+  bool lower_linear(const Node& n) {
+    const int x = n.inputs[0];
+    const Node* wp = param_of(n.inputs[1]);
+    if (!wp || !is_f32_tensor(x) || !(param_of(n.inputs[2]) || is_none(n.inputs[2]))) return false;
+    const auto& xs = shape(x);
+    const torch::Tensor w = weight(*wp);  // [N, K]
+    const int64_t k = xs.back(), nout = w.size(0);
+    const int64_t m = std::accumulate(xs.begin(), xs.end() - 1, int64_t{1}, std::multiplies<int64_t>());
+    const memory::desc src_d({m, k}, dt::f32, tag::ab);
+    const memory::desc dst_d({m, nout}, dt::f32, tag::ab);
+    const memory::desc w_plain({k, nout}, dt::f32, tag::ba);  // W^T viewed in place
+    const memory::desc w_any({k, nout}, dt::f32, tag::any);
+    const bool has_bias = !is_none(n.inputs[2]);
+    const memory::desc b_desc = has_bias ? memory::desc({1, nout}, dt::f32, tag::ab) : memory::desc();
+    Fusion f = plan_fusion(n, false);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post_ops_of(f));
+    dnnl::matmul::primitive_desc pd;
+    try {
+      dnnl::matmul::desc d(src_d, w_any, b_desc, dst_d);
+      pd = dnnl::matmul::primitive_desc(d, attr, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    // The input must be plain and contiguous; a blocked 2-d layout is reordered, an N-d one is viewed as [M, K].
+    MemRef src = dnnl_ref(x);
+    if (!(src.desc == plain_desc(xs))) src = dnnl_ref_as(x, plain_desc(xs), n.name);
+    src.desc = src_d;
+    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
+                                                {DNNL_ARG_WEIGHTS, own_reordered(w, w_plain, pd.weights_desc())}};
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(weight(*param_of(n.inputs[2])), b_desc)});
+    MemRef dst = new_buffer(dst_d);
+    args.push_back({DNNL_ARG_DST, dst});
+    add_dnnl_step(n.name, "linear", fused_names(f), dnnl::matmul(pd), std::move(args));
+    dst.desc = plain_desc(shape(f.out));
+    define(f.out, dst);
+    ++lowered_;
+    fused_ += static_cast<int>(f.eltwise.size());
+    return true;
+  }
+
+  bool lower_pool(const Node& n) {
+    const int x = n.inputs[0];
+    if (!is_f32_tensor(x)) return false;
+    const auto& xs = shape(x);
+    const auto& os = shape(n.outputs[0]);
+    if (xs.size() != 4 && xs.size() != 3) return false;
+    const size_t spatial = xs.size() - 2;
+    memory::dims kernel, stride, pad_l, pad_r, dil;
+    dnnl::algorithm alg;
+    if (n.kind == ops::kAdaptiveAvgPool) {
+      for (size_t k = 0; k < spatial; ++k) {
+        if (xs[2 + k] % os[2 + k] != 0) return false;  // uneven bins: ATen
+        stride.push_back(xs[2 + k] / os[2 + k]);
+        kernel.push_back(xs[2 + k] / os[2 + k]);
+        pad_l.push_back(0);
+        pad_r.push_back(0);
+        dil.push_back(0);
+      }
+      alg = dnnl::algorithm::pooling_avg_exclude_padding;
+    } else {
+      const bool max = n.kind == ops::kMaxPool;
+      if (!max && n.b("ceil_mode")) return false;  // PyTorch's divisor for ceil-mode windows differs
+      for (size_t k = 0; k < spatial; ++k) {
+        kernel.push_back(n.ints("kernel_size")[k]);
+        stride.push_back(n.ints("stride").empty() ? kernel[k] : n.ints("stride")[k]);
+        pad_l.push_back(n.ints("padding")[k]);
+        dil.push_back(max ? n.ints("dilation")[k] - 1 : 0);
+        const int64_t span = (kernel[k] - 1) * (dil[k] + 1) + 1;
+        pad_r.push_back((os[2 + k] - 1) * stride[k] + span - xs[2 + k] - pad_l[k]);
+      }
+      alg = max ? dnnl::algorithm::pooling_max
+                : (n.b("count_include_pad") ? dnnl::algorithm::pooling_avg_include_padding
+                                            : dnnl::algorithm::pooling_avg_exclude_padding);
+    }
+    MemRef src = dnnl_ref(x);
+    const memory::desc dst_any(memory::dims(os.begin(), os.end()), dt::f32, tag::any);
+    dnnl::pooling_v2_forward::primitive_desc pd;
+    try {
+      dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src.desc, dst_any, stride, kernel, dil,
+                                       pad_l, pad_r);
+      pd = dnnl::pooling_v2_forward::primitive_desc(d, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = new_buffer(pd.dst_desc());
+    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
+    if (pd.workspace_desc().get_size() > 0) args.push_back({DNNL_ARG_WORKSPACE, new_temp(pd.workspace_desc())});
+    add_dnnl_step(n.name, n.kind, {}, dnnl::pooling_v2_forward(pd), std::move(args));
+    define(n.outputs[0], dst);
+    ++lowered_;
+    return true;
+  }
+
+  MemRef new_temp(const memory::desc& d) {
+    MemRef r = new_buffer(d);
+    temps_.push_back(r);
+    return r;
+  }
+
+  bool lower_mean(const Node& n) {
+    const int x = n.inputs[0];
+    if (!is_f32_tensor(x)) return false;
+    const auto& xs = shape(x);
+    std::set<int64_t> dims;
+    for (int64_t d : n.ints("dims")) dims.insert(d < 0 ? d + static_cast<int64_t>(xs.size()) : d);
+    std::vector<int64_t> kept = xs;
+    for (int64_t d : dims) kept[d] = 1;
+    MemRef src = dnnl_ref(x);
+    const memory::desc dst_d = plain_desc(kept);
+    dnnl::reduction::primitive_desc pd;
+    try {
+      dnnl::reduction::desc d(dnnl::algorithm::reduction_mean, src.desc, dst_d, 0.f, 0.f);
+      pd = dnnl::reduction::primitive_desc(d, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = new_buffer(dst_d);
+    add_dnnl_step(n.name, n.kind, {}, dnnl::reduction(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    dst.desc = plain_desc(shape(n.outputs[0]));  // keepdim=false drops size-1 dims of a plain layout: same bytes
+    define(n.outputs[0], dst);
+    ++lowered_;
+    return true;
+  }
+
+  // A standalone activation (one that could not be fused), in place when its input dies here.
+  bool lower_eltwise(const Node& n) {
+    const int x = n.inputs[0];
+    if (!is_f32_tensor(x)) return false;
+    float a, b;
+    const auto alg = eltwise_of(n, a, b);
+    MemRef src = dnnl_ref(x);
+    Fusion f = plan_fusion(n, false);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post_ops_of(f));
+    dnnl::eltwise_forward::primitive_desc pd;
+    try {
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg, src.desc, a, b);
+      pd = dnnl::eltwise_forward::primitive_desc(d, attr, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = reuse_or_new(x, n, src);
+    add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    define(f.out, dst);
+    ++lowered_;
+    fused_ += static_cast<int>(f.eltwise.size());
+    return true;
+  }
+  MemRef reuse_or_new(int x, const Node& n, const MemRef& src) {
+    if (src.pool >= 0 && last_reader_[x] == graph_.find_id(n.name) && !graph_.is_graph_output(x) &&
+        buffer_values(src.pool) == 1) {
+      pool_.retain(src.pool);
+      return src;
+    }
+    return new_buffer(src.desc);
+  }
+
+  bool lower_binary(const Node& n) {
+    int a = n.inputs[0], b = n.inputs[1];
+    if (!is_f32_tensor(a)) return false;
+    const bool alpha_one = n.f("alpha", 1.0) == 1.0;
+    if (!alpha_one) return false;
+    const Node* bp = graph_.producer(b);
+    if (!is_f32_tensor(b)) {
+      // A constant scalar: y = alpha * x + beta.
+      if (!bp || bp->kind != ops::kConstant) return false;
+      const AttrValue& v = bp->attr("value");
+      double s;
+      if (auto* i = std::get_if<int64_t>(&v)) s = static_cast<double>(*i);
+      else if (auto* d = std::get_if<double>(&v)) s = *d;
+      else return false;
+      float alpha = 1, beta = 0;
+      if (n.kind == ops::kAdd) beta = static_cast<float>(s);
+      else if (n.kind == ops::kSub) beta = static_cast<float>(-s);
+      else if (n.kind == ops::kMul) alpha = static_cast<float>(s);
+      else alpha = static_cast<float>(1.0 / s);
+      MemRef src = dnnl_ref(a);
+      dnnl::eltwise_forward::primitive_desc pd(
+          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, src.desc,
+                                      alpha, beta),
+          engine_);
+      MemRef dst = reuse_or_new(a, n, src);
+      add_dnnl_step(n.name, n.kind, {}, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+      define(n.outputs[0], dst);
+      ++lowered_;
+      return true;
+    }
+    const auto& as = shape(a);
+    const auto& bs = shape(b);
+    const auto& os = shape(n.outputs[0]);
+    if (as.size() != bs.size()) return false;
+    const bool commutative = n.kind == ops::kAdd || n.kind == ops::kMul;
+    if (as != os) {
+      if (!commutative || bs != os) return false;
+      std::swap(a, b);  // oneDNN broadcasts the second source only
+    }
+    dnnl::algorithm alg = n.kind == ops::kAdd   ? dnnl::algorithm::binary_add
+                          : n.kind == ops::kSub ? dnnl::algorithm::binary_sub
+                          : n.kind == ops::kMul ? dnnl::algorithm::binary_mul
+                                                : dnnl::algorithm::binary_div;
+    MemRef src0 = dnnl_ref(a);
+    MemRef src1 = shape(b) == os ? dnnl_ref_as(b, src0.desc, n.name) : dnnl_ref_as(b, plain_desc(shape(b)), n.name);
+    Fusion f = plan_fusion(n, false);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post_ops_of(f));
+    dnnl::binary::primitive_desc pd;
+    try {
+      pd = dnnl::binary::primitive_desc(dnnl::binary::desc(alg, src0.desc, src1.desc, src0.desc), attr, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = reuse_or_new(a, n, src0);
+    add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::binary(pd),
+                  {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
+    define(f.out, dst);
+    ++lowered_;
+    fused_ += static_cast<int>(f.eltwise.size());
+    return true;
+  }
+
+  bool lower_cat(const Node& n) {
+    if (n.inputs.size() < 2) return false;
+    const auto& os = shape(n.outputs[0]);
+    int64_t dim = n.i("dim");
+    if (dim < 0) dim += static_cast<int64_t>(os.size());
+    std::vector<memory::desc> descs;
+    std::vector<std::pair<int, MemRef>> args;
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      if (!is_f32_tensor(n.inputs[k])) return false;
+      MemRef r = dnnl_ref(n.inputs[k]);
+      descs.push_back(r.desc);
+      args.push_back({DNNL_ARG_MULTIPLE_SRC + static_cast<int>(k), r});
+    }
+    dnnl::concat::primitive_desc pd;
+    try {
+      pd = dnnl::concat::primitive_desc(memory::desc(memory::dims(os.begin(), os.end()), dt::f32, tag::any),
+                                        static_cast<int>(dim), descs, engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = new_buffer(pd.dst_desc());
+    args.push_back({DNNL_ARG_DST, dst});
+    add_dnnl_step(n.name, n.kind, {}, dnnl::concat(pd), std::move(args));
+    define(n.outputs[0], dst);
+    ++lowered_;
+    return true;
+  }
+
+  bool lower_softmax(const Node& n) {
+    const int x = n.inputs[0];
+    if (!is_f32_tensor(x)) return false;
+    int64_t dim = n.i("dim");
+    if (dim < 0) dim += static_cast<int64_t>(shape(x).size());
+    MemRef src = dnnl_ref(x);
+    dnnl::softmax_v2_forward::primitive_desc pd;
+    try {
+      const auto alg = n.kind == ops::kSoftmax ? dnnl::algorithm::softmax_accurate : dnnl::algorithm::softmax_log;
+      pd = dnnl::softmax_v2_forward::primitive_desc(
+          dnnl::softmax_v2_forward::desc(dnnl::prop_kind::forward_inference, alg, src.desc, src.desc,
+                                         static_cast<int>(dim)),
+          engine_);
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    MemRef dst = new_buffer(src.desc);
+    add_dnnl_step(n.name, n.kind, {}, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    define(n.outputs[0], dst);
+    ++lowered_;
+    return true;
+  }
+
+  bool lower_norm(const Node& n) {
+    const int x = n.inputs[0];
+    if (!is_f32_tensor(x)) return false;
+    const auto& xs = shape(x);
+    const bool bn = n.kind == ops::kBatchNorm;
+    if (!bn && n.ints("normalized_shape").size() != 1) return false;
+    const Node* wp = param_of(n.inputs[1]);
+    const Node* bp = param_of(n.inputs[2]);
+    if (!wp || !bp) return false;
+    const int64_t c = bn ? xs[1] : xs.back();
+    torch::Tensor scale = weight(*wp), shift = weight(*bp);
+    MemRef src = bn ? dnnl_ref(x) : dnnl_ref_as(x, plain_desc(xs), n.name);
+    const memory::desc c_desc({c}, dt::f32, tag::a);
+    const auto eps = static_cast<float>(n.f("eps"));
+    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
+                                                {DNNL_ARG_SCALE, own(scale, c_desc)},
+                                                {DNNL_ARG_SHIFT, own(shift, c_desc)}};
+    const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+    MemRef dst = new_buffer(src.desc);
+    dnnl::primitive prim;
+    try {
+      if (bn) {
+        const Node* mp = param_of(n.inputs[3]);
+        const Node* vp = param_of(n.inputs[4]);
+        if (!mp || !vp) return false;
+        dnnl::batch_normalization_forward::primitive_desc pd(
+            dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_inference, src.desc, eps,
+                                                    flags | dnnl::normalization_flags::use_global_stats),
+            engine_);
+        args.push_back({DNNL_ARG_MEAN, own(weight(*mp), c_desc)});
+        args.push_back({DNNL_ARG_VARIANCE, own(weight(*vp), c_desc)});
+        prim = dnnl::batch_normalization_forward(pd);
+      } else {
+        dnnl::layer_normalization_forward::primitive_desc pd(
+            dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, src.desc, eps, flags), engine_);
+        prim = dnnl::layer_normalization_forward(pd);
+      }
+    } catch (const dnnl::error&) {
+      return false;
+    }
+    args.push_back({DNNL_ARG_DST, dst});
+    add_dnnl_step(n.name, n.kind, {}, prim, std::move(args));
+    define(n.outputs[0], dst);
+    ++lowered_;
+    return true;
+  }
+
+  void lower_aten(const Node& n, int id) {
+    for (int in : n.inputs) ensure_aten(in);
+    Step s;
+    s.type = Step::Type::Aten;
+    s.node = n.name;
+    s.kind = n.kind == ops::kOpaque ? n.s("schema") : n.kind;
+    s.instr = make_instr(graph_, id, [this](const std::string& name) { return module_->tensor(name); });
+    const std::string kind = s.kind;
+    steps_.push_back(std::move(s));
+    for (int out : n.outputs) homes_[out].where = Home::Where::Aten;
+    if (n.kind != ops::kParam && n.kind != ops::kConstant && n.kind != ops::kList && n.kind != ops::kTuple &&
+        n.kind != ops::kListUnpack && n.kind != ops::kTupleUnpack) {
+      ++fallbacks_;
+      fallback_kinds_.insert(kind);
+    }
+  }
+
+  void define(int v, const MemRef& ref) {
+    set_home_dnnl(v, ref);
+    if (ref.pool >= 0) alive_in_pool_[v] = ref.pool;
+  }
+
+  // Values whose last reader has been emitted release their buffers (and ATen slots).
+  void release_dead(int position) {
+    for (auto it = alive_in_pool_.begin(); it != alive_in_pool_.end();) {
+      const int v = it->first;
+      if (!graph_.is_graph_output(v) && last_reader_pos_[v] <= position) {
+        pool_.release(it->second);
+        it = alive_in_pool_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const MemRef& t : temps_) pool_.release(t.pool);
+    temps_.clear();
+  }
+
+  void lower() {
+    const auto& order = graph_.order();
+    homes_.assign(graph_.num_values(), Home{});
+    last_reader_.assign(graph_.num_values(), -1);
+    last_reader_pos_.assign(graph_.num_values(), -1);
+    for (size_t p = 0; p < order.size(); ++p)
+      for (int in : graph_.node(order[p]).inputs) {
+        last_reader_[in] = order[p];
+        last_reader_pos_[in] = static_cast<int>(p);
+      }
+    for (int in : graph_.inputs()) homes_[in].where = Home::Where::Aten;
+    for (int id : order) {
+      const Node& n = graph_.node(id);
+      if (n.kind == ops::kParam) continue;
+      for (int v : n.outputs) {
+        const Value& val = graph_.value(v);
+        if (val.type == ValueType::Tensor && !val.dtype.empty() && val.dtype != "Float" && val.dtype != "Long" &&
+            val.dtype != "Bool")
+          TAILOR_FAIL("backend onednn-cpu: node '", n.name, "' produces ", val.dtype,
+                      "; this backend runs float32 graphs (int8 runs come with quantized graphs)");
+      }
+    }
+    for (size_t p = 0; p < order.size(); ++p) {
+      const int id = order[p];
+      if (used_.count(id)) {
+        release_dead(static_cast<int>(p));
+        continue;
+      }
+      const Node& n = graph_.node(id);
+      if (n.kind == ops::kParam || n.kind == ops::kConstant) {
+        // Weights reach lowered nodes at compile time; the node runs only if a fallback reads its value.
+        homes_[n.outputs[0]].where = Home::Where::Aten;
+        pending_[n.outputs[0]] = id;
+        continue;
+      }
+      bool done = false;
+      try {
+        if (n.kind == ops::kConv) done = lower_conv(n);
+        else if (n.kind == ops::kLinear) done = lower_linear(n);
+        else if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool || n.kind == ops::kAdaptiveAvgPool)
+          done = lower_pool(n);
+        else if (n.kind == ops::kMean) done = lower_mean(n);
+        else if (is_eltwise(n)) done = lower_eltwise(n);
+        else if (ops::is_binary(n.kind)) done = lower_binary(n);
+        else if (n.kind == ops::kCat) done = lower_cat(n);
+        else if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) done = lower_softmax(n);
+        else if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm) done = lower_norm(n);
+      } catch (const dnnl::error& e) {
+        TAILOR_FAIL("backend onednn-cpu: lowering node '", n.name, "' (", n.kind, ") failed: ", e.what());
+      }
+      if (!done) lower_aten(n, id);
+      release_dead(static_cast<int>(p));
+    }
+    for (int out : graph_.outputs()) ensure_aten(out);
+    // ATen slots are freed after their last reader step, as GraphModule frees them.
+    std::map<int, size_t> last_step;
+    for (size_t s = 0; s < steps_.size(); ++s) {
+      const Step& st = steps_[s];
+      if (st.type == Step::Type::Aten)
+        for (int in : st.instr.in) last_step[in] = s;
+      for (const auto& [arg, ref] : st.dnnl.args)
+        if (ref.slot >= 0) last_step[ref.slot] = s;
+    }
+    for (const auto& [v, s] : last_step)
+      if (!graph_.is_graph_output(v)) steps_[s].release.push_back(v);
+    pool_.allocate();
+    for (Step& st : steps_) finalize(st.dnnl);
+
+    std::ostringstream os;
+    os << "onednn-cpu (" << isa_name() << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
+       << dnnl::version()->patch << "): " << lowered_ << " nodes lowered, " << fused_ << " fused as post-ops, "
+       << reorders_ << " reorders, " << fallbacks_ << " on ATen";
+    if (!fallback_kinds_.empty()) {
+      os << " (";
+      bool first = true;
+      for (const auto& k : fallback_kinds_) {
+        os << (first ? "" : ", ") << k;
+        first = false;
+      }
+      os << ")";
+    }
+    os << "; activation pool " << pool_.total_bytes() / 1024 << " KiB";
+    summary_ = os.str();
+  }
+
+  void finalize(DnnlStep& d) {
+    if (!d.prim) return;
+    for (const auto& [arg, ref] : d.args) {
+      if (ref.slot >= 0) {
+        d.mems[arg] = memory(ref.desc, engine_, DNNL_MEMORY_NONE);
+        d.slot_args.push_back({arg, ref.slot});
+      } else if (ref.pool >= 0) {
+        d.mems[arg] = memory(ref.desc, engine_, pool_.ptr(ref.pool));
+      } else {
+        d.mems[arg] = memory(ref.desc, engine_, ref.owned->data_ptr());
+      }
+    }
+  }
+
+  // --- run -----------------------------------------------------------------------------------------------------
+  c10::IValue execute(const std::vector<c10::IValue>& inputs, std::vector<StepTime>* times) {
+    c10::InferenceMode guard;
+    TAILOR_CHECK(inputs.size() == graph_.inputs().size(), "onednn-cpu: the graph takes ", graph_.inputs().size(),
+                 " inputs, got ", inputs.size());
+    std::vector<c10::IValue> slots(graph_.num_values());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const int v = graph_.inputs()[i];
+      if (inputs[i].isTensor()) {
+        const auto& t = inputs[i].toTensor();
+        TAILOR_CHECK(t.sizes().vec() == shape(v) || shape(v).empty(), "onednn-cpu: input ", i, " has shape ",
+                     shape_to_string(t.sizes().vec()), " but the executable was compiled for ", shape_to_string(shape(v)));
+        slots[v] = t.to(torch::kCPU).contiguous();
+      } else {
+        slots[v] = inputs[i];
+      }
+    }
+    torch::jit::Stack stack;
+    int64_t live_peak = 0;
+    for (Step& st : steps_) {
+      const auto start = times ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      switch (st.type) {
+        case Step::Type::Aten: execute_instr(st.instr, slots, false, stack); break;
+        case Step::Type::FromAten: {
+          auto& iv = slots[st.value];
+          TAILOR_CHECK(iv.isTensor(), "onednn-cpu: value ", st.node, " is not a tensor");
+          iv = iv.toTensor().contiguous().to(torch::kFloat);
+          break;
+        }
+        case Step::Type::ToAten:
+          slots[st.value] = torch::empty(st.shape, torch::kFloat);
+          run_dnnl(st.dnnl, slots);
+          break;
+        case Step::Type::Dnnl: run_dnnl(st.dnnl, slots); break;
+      }
+      if (times) {
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (st.type == Step::Type::Aten && (st.kind == ops::kParam || st.kind == ops::kConstant)) {
+          // structure, not work
+        } else {
+          times->push_back({st.node, st.kind, st.fused, s});
+        }
+        int64_t live = 0;
+        for (const auto& iv : slots)
+          if (iv.isTensor() && iv.toTensor().defined()) live += iv.toTensor().nbytes();
+        live_peak = std::max(live_peak, live);
+      }
+      for (int v : st.release) slots[v] = c10::IValue();
+    }
+    if (times) fallback_peak_ = live_peak;
+    if (graph_.outputs().size() == 1) return slots[graph_.outputs()[0]];
+    std::vector<c10::IValue> outs;
+    for (int v : graph_.outputs()) outs.push_back(slots[v]);
+    return c10::ivalue::Tuple::create(std::move(outs));
+  }
+
+  void run_dnnl(DnnlStep& d, std::vector<c10::IValue>& slots) {
+    for (const auto& [arg, slot] : d.slot_args) d.mems[arg].set_data_handle(slots[slot].toTensor().data_ptr());
+    d.prim.execute(stream_, d.mems);
+  }
+
+  std::shared_ptr<GraphModuleImpl> module_;
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  const Graph& graph_;
+  std::vector<Step> steps_;
+  std::vector<Home> homes_;
+  std::vector<int> last_reader_, last_reader_pos_;
+  std::map<int, int> alive_in_pool_;  // value -> pool buffer
+  std::vector<MemRef> temps_;
+  std::map<int, int> pending_;  // value -> param/constant node emitted only when a fallback reads it
+  std::set<int> used_;  // nodes fused into an earlier step
+  Pool pool_;
+  int64_t weight_bytes_ = 0, fallback_peak_ = 0;
+  int lowered_ = 0, fused_ = 0, reorders_ = 0, fallbacks_ = 0;
+  std::set<std::string> fallback_kinds_;
+  std::string summary_;
+};
+
+class OnednnBackend final : public Backend {
+ public:
+  std::string name() const override { return "onednn-cpu"; }
+  std::string unavailable_reason() const override { return {}; }
+  std::unique_ptr<Executable> compile(const GraphModuleImpl& module, const CompileOptions& options) const override {
+    if (options.dtype == "bfloat16")
+      TAILOR_FAIL("backend onednn-cpu: bfloat16 is not implemented yet (this CPU's oneDNN ISA is ", isa_name(),
+                  "; bf16 needs avx512_core or newer)");
+    TAILOR_CHECK(options.dtype == "float32", "backend onednn-cpu: dtype '", options.dtype,
+                 "' needs a quantized graph (tailor quantize); plain graphs run as float32");
+    if (options.threads > 0) set_threads(options.threads);
+    auto prepared = prepare_for_inference(module, options);
+    return std::make_unique<OnednnExecutable>(prepared, options);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_onednn_backend() { return std::make_unique<OnednnBackend>(); }
+
+#else  // !TAILOR_WITH_ONEDNN
+
+namespace {
+class UnavailableOnednn final : public Backend {
+ public:
+  std::string name() const override { return "onednn-cpu"; }
+  std::string unavailable_reason() const override {
+    return "tailor was built without oneDNN (configure with libdnnl-dev installed, TAILOR_WITH_ONEDNN=ON)";
+  }
+  std::unique_ptr<Executable> compile(const GraphModuleImpl&, const CompileOptions&) const override {
+    TAILOR_FAIL("backend onednn-cpu is not available: ", unavailable_reason());
+  }
+};
+}  // namespace
+
+std::unique_ptr<Backend> make_onednn_backend() { return std::make_unique<UnavailableOnednn>(); }
+
+#endif
+
+}  // namespace tailor::detail
