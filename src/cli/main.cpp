@@ -184,6 +184,7 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
       co.input_shapes = {s};
       co.threads = args.threads;
       co.fold = !args.no_fold;
+      co.dtype = args.options.dtype;
       auto exe = compile(backends[i], *gm, co);
       c10::IValue y = exe->run({x});
       if (i == 0) {
@@ -220,9 +221,9 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
     card.profiles[b] = p;
     profiles.push_back(nlohmann::json::parse(p.to_json()));
     if (json) continue;
-    std::cout << fmt::format("{} on {} ({} thread{}, batch {}): p50 {:.3f} ms  p90 {:.3f} ms  p99 {:.3f} ms  "
+    std::cout << fmt::format("{} on {} {} ({} thread{}, batch {}): p50 {:.3f} ms  p90 {:.3f} ms  p99 {:.3f} ms  "
                              "mean {:.3f} +- {:.3f} ms  ({} runs{})\n",
-                             model, b, p.threads, p.threads == 1 ? "" : "s", p.batch, p.latency.p50_ms,
+                             model, b, p.dtype, p.threads, p.threads == 1 ? "" : "s", p.batch, p.latency.p50_ms,
                              p.latency.p90_ms, p.latency.p99_ms, p.latency.mean_ms, p.latency.std_ms, p.latency.runs,
                              p.stable ? ", stable" : ", NOT stable: raise --max-seconds");
     for (const auto& t : p.throughput)
@@ -241,6 +242,8 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
   if (!args.card.empty()) {
     Manifest m;
     m.variants.push_back(card);
+    const auto parent = std::filesystem::path(args.card).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent);
     m.save(args.card);
     if (!json) std::cout << "wrote " << args.card << "\n";
   }
@@ -292,6 +295,8 @@ int main(int argc, char** argv) {
   profile_sub->add_option("--node-runs", pargs.options.node_runs, "runs timed node by node (0: none)")
       ->capture_default_str();
   profile_sub->add_option("--nodes", pargs.nodes, "slowest nodes to list")->capture_default_str();
+  profile_sub->add_option("--dtype", pargs.options.dtype, "float32, or bfloat16 (onednn-cpu on avx512_core CPUs)")
+      ->capture_default_str();
   profile_sub->add_flag("--no-fold", pargs.no_fold, "keep batch norms and dropouts (default: fold for inference)");
   profile_sub->add_flag("--check", pargs.check, "run every backend on one input and report the largest difference");
   profile_sub->add_option("--tolerance", pargs.tolerance, "--check: largest relative difference allowed")

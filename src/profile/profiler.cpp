@@ -17,10 +17,42 @@ namespace tailor {
 
 using nlohmann::json;
 
+namespace {
+
+// The clock the core really runs at under load (turbo included; /proc/cpuinfo in a VM shows the nominal one):
+// a chain of dependent integer adds retires one per cycle on every x86 core of the last two decades.
+double measured_clock_mhz() {
+  static const double mhz = [] {
+#if defined(__x86_64__) && defined(__GNUC__)
+    double best = 0;
+    for (int rep = 0; rep < 3; ++rep) {
+      const uint64_t iters = 20'000'000;
+      uint64_t x = 0;
+      const auto t0 = std::chrono::steady_clock::now();
+      for (uint64_t i = 0; i < iters; ++i)
+        asm volatile(
+            "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+            "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+            : "+r"(x));
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      best = std::max(best, 8.0 * static_cast<double>(iters) / s / 1e6);
+    }
+    return best;
+#else
+    return 0.0;
+#endif
+  }();
+  return mhz;
+}
+
+}  // namespace
+
 double MachineInfo::peak_gflops(int threads) const {
   if (cpu_mhz <= 0) return 0;
   auto has = [&](const char* f) { return std::find(isa.begin(), isa.end(), f) != isa.end(); };
-  const double width = has("avx512f") ? 16 : (has("avx") || has("avx2")) ? 8 : 4;
+  double width = has("avx512f") ? 16 : (has("avx") || has("avx2")) ? 8 : 4;
+  // AMD Zen 4 runs 512-bit FMAs on 256-bit pipes (Zen 5, which adds vp2intersect, has full-width ones).
+  if (has("avx512f") && cpu_model.find("AMD") != std::string::npos && !has("avx512_vp2intersect")) width = 8;
   // Two FMA pipes per core on every x86 server core of the last decade; an FMA is two flops.
   const double per_cycle = has("fma") ? 2 * width * 2 : 2 * width;
   const int cores = std::max(1, std::min(threads, logical_cpus));
@@ -33,7 +65,8 @@ MachineInfo MachineInfo::detect() {
   std::string line;
   static const std::vector<std::string> interesting = {"sse4_2",      "avx",         "avx2",     "fma",
                                                        "f16c",        "avx512f",     "avx512bw", "avx512_vnni",
-                                                       "avx512_bf16", "avx_vnni",    "amx_bf16", "amx_int8"};
+                                                       "avx512_bf16", "avx_vnni",    "amx_bf16", "amx_int8",
+                                                       "avx512_vp2intersect"};
   while (std::getline(in, line)) {
     const auto colon = line.find(':');
     if (colon == std::string::npos) continue;
@@ -42,7 +75,6 @@ MachineInfo MachineInfo::detect() {
     const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
     if (key == "processor") ++m.logical_cpus;
     if (key == "model name" && m.cpu_model.empty()) m.cpu_model = value;
-    if (key == "cpu MHz" && m.cpu_mhz == 0) m.cpu_mhz = std::atof(value.c_str());
     if (key == "flags" && m.isa.empty()) {
       std::istringstream fs(value);
       std::string f;
@@ -52,6 +84,7 @@ MachineInfo MachineInfo::detect() {
         if (std::find(flags.begin(), flags.end(), want) != flags.end()) m.isa.push_back(want);
     }
   }
+  m.cpu_mhz = measured_clock_mhz();
   const BuildInfo b = build_info();
   m.torch_version = b.torch_version;
   m.onednn_version = b.onednn_version;
@@ -171,7 +204,7 @@ LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend
 
   LatencyProfile p;
   p.backend = backend;
-  p.dtype = "float32";
+  p.dtype = options.dtype;
   p.threads = options.threads;
   p.machine = MachineInfo::detect();
   for (size_t k = 0; k < options.batches.size(); ++k) {
@@ -183,6 +216,7 @@ LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend
     co.input_shapes = {shape};
     co.threads = options.threads;
     co.fold = options.fold;
+    co.dtype = options.dtype;
     auto exe = b->compile(module, co);
     auto inputs = random_inputs(shape, options.seed);
     bool stable = false;

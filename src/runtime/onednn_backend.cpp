@@ -139,11 +139,19 @@ std::string isa_name() {
   }
 }
 
+// oneDNN's reference implementations are correct but far slower than ATen's kernels; a node whose only oneDNN
+// implementation is a reference one runs on ATen instead.
+bool is_reference(const dnnl::primitive_desc_base& pd) {
+  const std::string impl = pd.impl_info_str();
+  return impl.rfind("ref", 0) == 0;
+}
+
 class OnednnExecutable final : public Executable {
  public:
   OnednnExecutable(std::shared_ptr<GraphModuleImpl> module, const CompileOptions& options)
       : module_(std::move(module)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), graph_(module_->graph()) {
     options_ = options;
+    act_ = options.dtype == "bfloat16" ? dt::bf16 : dt::f32;
     lower();
   }
 
@@ -166,6 +174,10 @@ class OnednnExecutable final : public Executable {
  private:
   // --- compile -------------------------------------------------------------------------------------------------
   const std::vector<int64_t>& shape(int v) const { return graph_.value(v).shape; }
+  // Activations inside oneDNN are act_ (f32, or bf16 when compiled for bfloat16); ATen sees f32 at the boundary.
+  memory::desc act_desc(const std::vector<int64_t>& s) const {
+    return memory::desc(memory::dims(s.begin(), s.end()), act_, plain_tag(s.size()));
+  }
   bool is_f32_tensor(int v) const {
     const Value& val = graph_.value(v);
     return val.type == ValueType::Tensor && val.dtype == "Float" && !val.shape.empty();
@@ -251,6 +263,16 @@ class OnednnExecutable final : public Executable {
     h.ref = r;
     h.where = Home::Where::Dnnl;
     h.has_aten = true;
+    if (act_ != dt::f32) {
+      MemRef cast = new_buffer(act_desc(shape(v)));
+      add_dnnl_step(graph_.value(v).name, "reorder", {},
+                    dnnl::reorder(dnnl::reorder::primitive_desc(engine_, r.desc, engine_, cast.desc)),
+                    {{DNNL_ARG_FROM, r}, {DNNL_ARG_TO, cast}});
+      ++reorders_;
+      define(v, cast);
+      homes_[v].has_aten = true;
+      return cast;
+    }
     return r;
   }
   // The value in a given layout; adds a reorder into a new buffer when its layout differs.
@@ -298,31 +320,27 @@ class OnednnExecutable final : public Executable {
     steps_.push_back(std::move(s));
   }
 
-  dnnl::algorithm eltwise_of(const Node& n, float& alpha, float& beta) const {
-    alpha = 0;
-    beta = 0;
-    if (n.kind == ops::kRelu) return dnnl::algorithm::eltwise_relu;
-    if (n.kind == ops::kHardtanh) {
-      alpha = static_cast<float>(n.f("min_val"));
-      beta = static_cast<float>(n.f("max_val"));
-      return dnnl::algorithm::eltwise_clip;
-    }
+  struct EltOp {
+    dnnl::algorithm alg;
+    float alpha = 0, beta = 0;
+  };
+  // An activation as oneDNN eltwise operations (hardsigmoid takes two); empty when it is not one.
+  std::vector<EltOp> eltwise_of(const Node& n) const {
+    using A = dnnl::algorithm;
+    if (n.inputs.size() != 1) return {};
+    if (n.kind == ops::kRelu) return {{A::eltwise_relu}};
+    if (n.kind == ops::kHardtanh)
+      return {{A::eltwise_clip, static_cast<float>(n.f("min_val")), static_cast<float>(n.f("max_val"))}};
     if (n.kind == ops::kGelu)
-      return n.has("approximate") && n.s("approximate") == "tanh" ? dnnl::algorithm::eltwise_gelu_tanh
-                                                                   : dnnl::algorithm::eltwise_gelu_erf;
-    if (n.kind == ops::kSilu) {
-      alpha = 1;
-      return dnnl::algorithm::eltwise_swish;
-    }
-    if (n.kind == ops::kSigmoid) return dnnl::algorithm::eltwise_logistic;
-    if (n.kind == ops::kHardswish) return dnnl::algorithm::eltwise_hardswish;
-    if (n.kind == ops::kTanh) return dnnl::algorithm::eltwise_tanh;
-    return dnnl::algorithm::undef;
+      return {{n.has("approximate") && n.s("approximate") == "tanh" ? A::eltwise_gelu_tanh : A::eltwise_gelu_erf}};
+    if (n.kind == ops::kSilu) return {{A::eltwise_swish, 1.f}};
+    if (n.kind == ops::kSigmoid) return {{A::eltwise_logistic}};
+    if (n.kind == ops::kHardswish) return {{A::eltwise_hardswish}};
+    if (n.kind == ops::kTanh) return {{A::eltwise_tanh}};
+    if (n.kind == ops::kHardsigmoid) return {{A::eltwise_linear, 1.f / 6.f, 0.5f}, {A::eltwise_clip, 0.f, 1.f}};
+    return {};
   }
-  bool is_eltwise(const Node& n) const {
-    float a, b;
-    return eltwise_of(n, a, b) != dnnl::algorithm::undef && n.inputs.size() == 1;
-  }
+  bool is_eltwise(const Node& n) const { return !eltwise_of(n).empty(); }
 
   // The value a node writes last: follows fused nodes.
   struct Fusion {
@@ -357,11 +375,8 @@ class OnednnExecutable final : public Executable {
   dnnl::post_ops post_ops_of(const Fusion& f) const {
     dnnl::post_ops po;
     if (f.add) po.append_sum(1.0f);
-    for (const Node* e : f.eltwise) {
-      float a, b;
-      const auto alg = eltwise_of(*e, a, b);
-      po.append_eltwise(1.0f, alg, a, b);
-    }
+    for (const Node* e : f.eltwise)
+      for (const EltOp& op : eltwise_of(*e)) po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
     return po;
   }
   std::vector<std::string> fused_names(const Fusion& f) {
@@ -378,9 +393,10 @@ class OnednnExecutable final : public Executable {
   }
   // The destination of a fused primitive: the other addend's buffer when it dies here (in place), else a
   // new buffer that a reorder fills with the addend first.
-  MemRef sum_destination(const Fusion& f, const memory::desc& dst_desc, const std::string& node) {
+  MemRef sum_destination(const Fusion& f, const memory::desc& dst_desc, const MemRef& src, const std::string& node) {
     MemRef other = dnnl_ref(f.add_other);
-    const bool dies_here = last_reader_[f.add_other] == graph_.find_id(f.add->name) &&
+    // In place only when nothing else reads the addend's buffer, the primitive's own input included.
+    const bool dies_here = last_reader_[f.add_other] == graph_.find_id(f.add->name) && other.pool != src.pool &&
                            !graph_.is_graph_output(f.add_other) && other.pool >= 0 && other.desc == dst_desc &&
                            buffer_values(other.pool) == 1;
     if (dies_here) {
@@ -426,9 +442,9 @@ class OnednnExecutable final : public Executable {
       wdims.insert(wdims.begin(), groups);
     }
     const memory::desc wplain(wdims, dt::f32, plain_tag(wdims.size()));
-    const memory::desc src_any(memory::dims(xs.begin(), xs.end()), dt::f32, tag::any);
-    const memory::desc dst_any(memory::dims(os.begin(), os.end()), dt::f32, tag::any);
-    const memory::desc w_any(wdims, dt::f32, tag::any);
+    const memory::desc src_any(memory::dims(xs.begin(), xs.end()), act_, tag::any);
+    const memory::desc dst_any(memory::dims(os.begin(), os.end()), act_, tag::any);
+    const memory::desc w_any(wdims, act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({os[1]}, dt::f32, tag::a) : memory::desc();
     Fusion f = plan_fusion(n, true);
@@ -442,12 +458,13 @@ class OnednnExecutable final : public Executable {
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     const std::string name = n.name;
     MemRef src = dnnl_ref_as(x, pd.src_desc(), name);
     MemRef wref = own_reordered(w, wplain, pd.weights_desc());
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wref}};
     if (has_bias) args.push_back({DNNL_ARG_BIAS, own(weight(*param_of(n.inputs[2])), b_desc)});
-    MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), name) : new_buffer(pd.dst_desc());
+    MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), src, name) : new_buffer(pd.dst_desc());
     args.push_back({DNNL_ARG_DST, dst});
     add_dnnl_step(name, "conv", fused_names(f), dnnl::convolution_forward(pd), std::move(args));
     define(f.out, dst);
@@ -464,10 +481,10 @@ class OnednnExecutable final : public Executable {
     const torch::Tensor w = weight(*wp);  // [N, K]
     const int64_t k = xs.back(), nout = w.size(0);
     const int64_t m = std::accumulate(xs.begin(), xs.end() - 1, int64_t{1}, std::multiplies<int64_t>());
-    const memory::desc src_d({m, k}, dt::f32, tag::ab);
-    const memory::desc dst_d({m, nout}, dt::f32, tag::ab);
+    const memory::desc src_d({m, k}, act_, tag::ab);
+    const memory::desc dst_d({m, nout}, act_, tag::ab);
     const memory::desc w_plain({k, nout}, dt::f32, tag::ba);  // W^T viewed in place
-    const memory::desc w_any({k, nout}, dt::f32, tag::any);
+    const memory::desc w_any({k, nout}, act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({1, nout}, dt::f32, tag::ab) : memory::desc();
     Fusion f = plan_fusion(n, false);
@@ -480,9 +497,10 @@ class OnednnExecutable final : public Executable {
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     // The input must be plain and contiguous; a blocked 2-d layout is reordered, an N-d one is viewed as [M, K].
     MemRef src = dnnl_ref(x);
-    if (!(src.desc == plain_desc(xs))) src = dnnl_ref_as(x, plain_desc(xs), n.name);
+    if (!(src.desc == act_desc(xs))) src = dnnl_ref_as(x, act_desc(xs), n.name);
     src.desc = src_d;
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
                                                 {DNNL_ARG_WEIGHTS, own_reordered(w, w_plain, pd.weights_desc())}};
@@ -490,7 +508,7 @@ class OnednnExecutable final : public Executable {
     MemRef dst = new_buffer(dst_d);
     args.push_back({DNNL_ARG_DST, dst});
     add_dnnl_step(n.name, "linear", fused_names(f), dnnl::matmul(pd), std::move(args));
-    dst.desc = plain_desc(shape(f.out));
+    dst.desc = act_desc(shape(f.out));
     define(f.out, dst);
     ++lowered_;
     fused_ += static_cast<int>(f.eltwise.size());
@@ -532,7 +550,7 @@ class OnednnExecutable final : public Executable {
                                             : dnnl::algorithm::pooling_avg_exclude_padding);
     }
     MemRef src = dnnl_ref(x);
-    const memory::desc dst_any(memory::dims(os.begin(), os.end()), dt::f32, tag::any);
+    const memory::desc dst_any(memory::dims(os.begin(), os.end()), act_, tag::any);
     dnnl::pooling_v2_forward::primitive_desc pd;
     try {
       dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src.desc, dst_any, stride, kernel, dil,
@@ -541,6 +559,7 @@ class OnednnExecutable final : public Executable {
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     MemRef dst = new_buffer(pd.dst_desc());
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     if (pd.workspace_desc().get_size() > 0) args.push_back({DNNL_ARG_WORKSPACE, new_temp(pd.workspace_desc())});
@@ -565,7 +584,7 @@ class OnednnExecutable final : public Executable {
     std::vector<int64_t> kept = xs;
     for (int64_t d : dims) kept[d] = 1;
     MemRef src = dnnl_ref(x);
-    const memory::desc dst_d = plain_desc(kept);
+    const memory::desc dst_d = act_desc(kept);
     dnnl::reduction::primitive_desc pd;
     try {
       dnnl::reduction::desc d(dnnl::algorithm::reduction_mean, src.desc, dst_d, 0.f, 0.f);
@@ -573,9 +592,10 @@ class OnednnExecutable final : public Executable {
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     MemRef dst = new_buffer(dst_d);
     add_dnnl_step(n.name, n.kind, {}, dnnl::reduction(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
-    dst.desc = plain_desc(shape(n.outputs[0]));  // keepdim=false drops size-1 dims of a plain layout: same bytes
+    dst.desc = act_desc(shape(n.outputs[0]));  // keepdim=false drops size-1 dims of a plain layout: same bytes
     define(n.outputs[0], dst);
     ++lowered_;
     return true;
@@ -585,19 +605,23 @@ class OnednnExecutable final : public Executable {
   bool lower_eltwise(const Node& n) {
     const int x = n.inputs[0];
     if (!is_f32_tensor(x)) return false;
-    float a, b;
-    const auto alg = eltwise_of(n, a, b);
+    const std::vector<EltOp> elt = eltwise_of(n);
     MemRef src = dnnl_ref(x);
     Fusion f = plan_fusion(n, false);
+    dnnl::post_ops po;
+    for (size_t k = 1; k < elt.size(); ++k) po.append_eltwise(1.0f, elt[k].alg, elt[k].alpha, elt[k].beta);
+    for (const Node* e : f.eltwise)
+      for (const EltOp& op : eltwise_of(*e)) po.append_eltwise(1.0f, op.alg, op.alpha, op.beta);
     dnnl::primitive_attr attr;
-    attr.set_post_ops(post_ops_of(f));
+    attr.set_post_ops(po);
     dnnl::eltwise_forward::primitive_desc pd;
     try {
-      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, alg, src.desc, a, b);
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_inference, elt[0].alg, src.desc, elt[0].alpha, elt[0].beta);
       pd = dnnl::eltwise_forward::primitive_desc(d, attr, engine_);
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     MemRef dst = reuse_or_new(x, n, src);
     add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
     define(f.out, dst);
@@ -638,27 +662,42 @@ class OnednnExecutable final : public Executable {
           dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_linear, src.desc,
                                       alpha, beta),
           engine_);
+      if (is_reference(pd)) return false;
       MemRef dst = reuse_or_new(a, n, src);
       add_dnnl_step(n.name, n.kind, {}, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
       define(n.outputs[0], dst);
       ++lowered_;
       return true;
     }
-    const auto& as = shape(a);
-    const auto& bs = shape(b);
+    std::vector<int64_t> as = shape(a), bs = shape(b);
     const auto& os = shape(n.outputs[0]);
-    if (as.size() != bs.size()) return false;
+    // Numpy broadcasting aligns trailing dimensions: give the shorter operand leading ones.
+    if (as.size() > 4 || bs.size() > 4) return false;
+    while (as.size() < os.size()) as.insert(as.begin(), 1);
+    while (bs.size() < os.size()) bs.insert(bs.begin(), 1);
     const bool commutative = n.kind == ops::kAdd || n.kind == ops::kMul;
     if (as != os) {
       if (!commutative || bs != os) return false;
       std::swap(a, b);  // oneDNN broadcasts the second source only
+      std::swap(as, bs);
     }
     dnnl::algorithm alg = n.kind == ops::kAdd   ? dnnl::algorithm::binary_add
                           : n.kind == ops::kSub ? dnnl::algorithm::binary_sub
                           : n.kind == ops::kMul ? dnnl::algorithm::binary_mul
                                                 : dnnl::algorithm::binary_div;
     MemRef src0 = dnnl_ref(a);
-    MemRef src1 = shape(b) == os ? dnnl_ref_as(b, src0.desc, n.name) : dnnl_ref_as(b, plain_desc(shape(b)), n.name);
+    if (src0.desc.dims().size() != os.size()) return false;
+    MemRef src1;
+    if (bs == os) {
+      src1 = dnnl_ref_as(b, src0.desc, n.name);
+    } else {
+      src1 = dnnl_ref(b);
+      // A broadcast operand is read as it lies when oneDNN takes its layout, else as plain memory.
+      if (src1.desc.dims().size() != os.size()) {
+        if (!(src1.desc == act_desc(shape(b)))) src1 = dnnl_ref_as(b, act_desc(shape(b)), n.name);
+        src1.desc = act_desc(bs);
+      }
+    }
     Fusion f = plan_fusion(n, false);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post_ops_of(f));
@@ -666,8 +705,16 @@ class OnednnExecutable final : public Executable {
     try {
       pd = dnnl::binary::primitive_desc(dnnl::binary::desc(alg, src0.desc, src1.desc, src0.desc), attr, engine_);
     } catch (const dnnl::error&) {
-      return false;
+      if (bs == os || src1.desc == act_desc(bs)) return false;
+      src1 = dnnl_ref_as(b, act_desc(shape(b)), n.name);
+      src1.desc = act_desc(bs);
+      try {
+        pd = dnnl::binary::primitive_desc(dnnl::binary::desc(alg, src0.desc, src1.desc, src0.desc), attr, engine_);
+      } catch (const dnnl::error&) {
+        return false;
+      }
     }
+    if (is_reference(pd)) return false;
     MemRef dst = reuse_or_new(a, n, src0);
     add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::binary(pd),
                   {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
@@ -678,6 +725,14 @@ class OnednnExecutable final : public Executable {
   }
 
   bool lower_cat(const Node& n) {
+    if (n.inputs.size() == 1 && is_f32_tensor(n.inputs[0])) {
+      // cat of one tensor is that tensor: share its buffer (two live values, so neither is overwritten in place).
+      MemRef r = dnnl_ref(n.inputs[0]);
+      if (r.pool >= 0) pool_.retain(r.pool);
+      define(n.outputs[0], r);
+      ++lowered_;
+      return true;
+    }
     if (n.inputs.size() < 2) return false;
     const auto& os = shape(n.outputs[0]);
     int64_t dim = n.i("dim");
@@ -692,11 +747,12 @@ class OnednnExecutable final : public Executable {
     }
     dnnl::concat::primitive_desc pd;
     try {
-      pd = dnnl::concat::primitive_desc(memory::desc(memory::dims(os.begin(), os.end()), dt::f32, tag::any),
+      pd = dnnl::concat::primitive_desc(memory::desc(memory::dims(os.begin(), os.end()), act_, tag::any),
                                         static_cast<int>(dim), descs, engine_);
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     MemRef dst = new_buffer(pd.dst_desc());
     args.push_back({DNNL_ARG_DST, dst});
     add_dnnl_step(n.name, n.kind, {}, dnnl::concat(pd), std::move(args));
@@ -721,6 +777,7 @@ class OnednnExecutable final : public Executable {
     } catch (const dnnl::error&) {
       return false;
     }
+    if (is_reference(pd)) return false;
     MemRef dst = new_buffer(src.desc);
     add_dnnl_step(n.name, n.kind, {}, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
     define(n.outputs[0], dst);
@@ -738,36 +795,40 @@ class OnednnExecutable final : public Executable {
     const Node* bp = param_of(n.inputs[2]);
     if (!wp || !bp) return false;
     const int64_t c = bn ? xs[1] : xs.back();
-    torch::Tensor scale = weight(*wp), shift = weight(*bp);
-    MemRef src = bn ? dnnl_ref(x) : dnnl_ref_as(x, plain_desc(xs), n.name);
+    const memory::desc src_desc = bn ? dnnl_ref(x).desc : act_desc(xs);
     const memory::desc c_desc({c}, dt::f32, tag::a);
     const auto eps = static_cast<float>(n.f("eps"));
-    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
-                                                {DNNL_ARG_SCALE, own(scale, c_desc)},
-                                                {DNNL_ARG_SHIFT, own(shift, c_desc)}};
     const auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
-    MemRef dst = new_buffer(src.desc);
+    const Node* mp = bn ? param_of(n.inputs[3]) : nullptr;
+    const Node* vp = bn ? param_of(n.inputs[4]) : nullptr;
+    if (bn && (!mp || !vp)) return false;
     dnnl::primitive prim;
     try {
       if (bn) {
-        const Node* mp = param_of(n.inputs[3]);
-        const Node* vp = param_of(n.inputs[4]);
-        if (!mp || !vp) return false;
         dnnl::batch_normalization_forward::primitive_desc pd(
-            dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_inference, src.desc, eps,
+            dnnl::batch_normalization_forward::desc(dnnl::prop_kind::forward_inference, src_desc, eps,
                                                     flags | dnnl::normalization_flags::use_global_stats),
             engine_);
-        args.push_back({DNNL_ARG_MEAN, own(weight(*mp), c_desc)});
-        args.push_back({DNNL_ARG_VARIANCE, own(weight(*vp), c_desc)});
+        if (is_reference(pd)) return false;
         prim = dnnl::batch_normalization_forward(pd);
       } else {
         dnnl::layer_normalization_forward::primitive_desc pd(
-            dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, src.desc, eps, flags), engine_);
+            dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, src_desc, eps, flags), engine_);
+        if (is_reference(pd)) return false;
         prim = dnnl::layer_normalization_forward(pd);
       }
     } catch (const dnnl::error&) {
       return false;
     }
+    MemRef src = bn ? dnnl_ref(x) : dnnl_ref_as(x, src_desc, n.name);
+    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
+                                                {DNNL_ARG_SCALE, own(weight(*wp), c_desc)},
+                                                {DNNL_ARG_SHIFT, own(weight(*bp), c_desc)}};
+    if (bn) {
+      args.push_back({DNNL_ARG_MEAN, own(weight(*mp), c_desc)});
+      args.push_back({DNNL_ARG_VARIANCE, own(weight(*vp), c_desc)});
+    }
+    MemRef dst = new_buffer(src.desc);
     args.push_back({DNNL_ARG_DST, dst});
     add_dnnl_step(n.name, n.kind, {}, prim, std::move(args));
     define(n.outputs[0], dst);
@@ -823,17 +884,6 @@ class OnednnExecutable final : public Executable {
         last_reader_pos_[in] = static_cast<int>(p);
       }
     for (int in : graph_.inputs()) homes_[in].where = Home::Where::Aten;
-    for (int id : order) {
-      const Node& n = graph_.node(id);
-      if (n.kind == ops::kParam) continue;
-      for (int v : n.outputs) {
-        const Value& val = graph_.value(v);
-        if (val.type == ValueType::Tensor && !val.dtype.empty() && val.dtype != "Float" && val.dtype != "Long" &&
-            val.dtype != "Bool")
-          TAILOR_FAIL("backend onednn-cpu: node '", n.name, "' produces ", val.dtype,
-                      "; this backend runs float32 graphs (int8 runs come with quantized graphs)");
-      }
-    }
     for (size_t p = 0; p < order.size(); ++p) {
       const int id = order[p];
       if (used_.count(id)) {
@@ -881,7 +931,7 @@ class OnednnExecutable final : public Executable {
     for (Step& st : steps_) finalize(st.dnnl);
 
     std::ostringstream os;
-    os << "onednn-cpu (" << isa_name() << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
+    os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_name() << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
        << dnnl::version()->patch << "): " << lowered_ << " nodes lowered, " << fused_ << " fused as post-ops, "
        << reorders_ << " reorders, " << fallbacks_ << " on ATen";
     if (!fallback_kinds_.empty()) {
@@ -984,6 +1034,7 @@ class OnednnExecutable final : public Executable {
   std::map<int, int> pending_;  // value -> param/constant node emitted only when a fallback reads it
   std::set<int> used_;  // nodes fused into an earlier step
   Pool pool_;
+  dt act_ = dt::f32;
   int64_t weight_bytes_ = 0, fallback_peak_ = 0;
   int lowered_ = 0, fused_ = 0, reorders_ = 0, fallbacks_ = 0;
   std::set<std::string> fallback_kinds_;
@@ -995,11 +1046,14 @@ class OnednnBackend final : public Backend {
   std::string name() const override { return "onednn-cpu"; }
   std::string unavailable_reason() const override { return {}; }
   std::unique_ptr<Executable> compile(const GraphModuleImpl& module, const CompileOptions& options) const override {
-    if (options.dtype == "bfloat16")
-      TAILOR_FAIL("backend onednn-cpu: bfloat16 is not implemented yet (this CPU's oneDNN ISA is ", isa_name(),
-                  "; bf16 needs avx512_core or newer)");
-    TAILOR_CHECK(options.dtype == "float32", "backend onednn-cpu: dtype '", options.dtype,
-                 "' needs a quantized graph (tailor quantize); plain graphs run as float32");
+    if (options.dtype == "bfloat16") {
+      const std::string isa = isa_name();
+      TAILOR_CHECK(isa.rfind("avx512_core", 0) == 0, "backend onednn-cpu: bfloat16 needs an avx512_core CPU or newer; "
+                   "this CPU's oneDNN ISA is ", isa);
+    } else {
+      TAILOR_CHECK(options.dtype == "float32", "backend onednn-cpu: dtype '", options.dtype,
+                   "' is not one of float32, bfloat16 (int8 needs a quantized graph: tailor quantize)");
+    }
     if (options.threads > 0) set_threads(options.threads);
     auto prepared = prepare_for_inference(module, options);
     return std::make_unique<OnednnExecutable>(prepared, options);

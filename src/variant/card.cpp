@@ -73,7 +73,8 @@ VariantCard card_from(const json& j, const std::string& where) {
     c.file_bytes = j.value("file_bytes", int64_t{0});
     if (j.contains("accuracy") && !j["accuracy"].is_null()) c.accuracy = j["accuracy"].get<double>();
     c.accuracy_data = j.value("accuracy_data", "");
-    for (const auto& [backend, p] : j.value("profiles", json::object()).items())
+    const json profiles = j.value("profiles", json::object());
+    for (const auto& [backend, p] : profiles.items())
       c.profiles[backend] = LatencyProfile::from_json(p.dump());
     c.flags = j.value("flags", std::vector<std::string>{});
   } catch (const json::exception& e) {

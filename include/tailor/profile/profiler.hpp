@@ -17,7 +17,7 @@ struct MachineInfo {
   std::string cpu_model;
   std::vector<std::string> isa;  ///< the ISA extensions that matter for kernels (avx2, fma, avx512f, vnni, ...)
   int logical_cpus = 0;
-  double cpu_mhz = 0;  ///< nominal clock from /proc/cpuinfo (0 when unknown)
+  double cpu_mhz = 0;  ///< clock measured under load (a chain of dependent adds); 0 when unknown
   std::string gpu;     ///< CUDA device name, when the profile ran on one
   std::string torch_version, onednn_version, tailor_version;
   /// FMA units x SIMD width x 2 flops x clock x cores: this CPU's fp32 peak in GFLOPS (0 when unknown).
@@ -73,6 +73,7 @@ struct ProfileOptions {
   int node_runs = 5;        ///< runs timed node by node (0: no per-node times)
   uint64_t seed = 0;
   bool fold = true;
+  std::string dtype = "float32";  ///< "bfloat16" on onednn-cpu where the CPU has avx512_core
 };
 
 /// Compiles `module` on `backend` for `input_shape` (its first dimension is replaced by each batch size) and
