@@ -18,3 +18,4 @@
 #include "tailor/runtime/backend.hpp"
 #include "tailor/profile/profiler.hpp"
 #include "tailor/variant/card.hpp"
+#include "tailor/prune/prune.hpp"

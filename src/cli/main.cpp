@@ -1,4 +1,4 @@
-// The `tailor` command-line tool: verbs over the library (inspect, convert, profile, passes, version).
+// The `tailor` command-line tool: verbs over the library (inspect, convert, profile, prune, passes, version).
 #include <filesystem>
 #include <iostream>
 
@@ -256,6 +256,94 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
   return 0;
 }
 
+struct PruneArgs {
+  std::string granularity = "channel";
+  double ratio = 0.5;
+  std::string criterion = "l1";
+  bool global = false;
+  std::string nm = "2:4";
+  int64_t round_to = 1;
+  double max_ratio = 0.9;
+};
+
+int prune_cmd(const std::string& model, const std::string& input, const std::string& out, const PruneArgs& args,
+              bool json) {
+  GraphModule gm = load_model(model);
+  gm->eval();
+  const auto shape = input.empty() ? default_shape(model) : parse_shape(input);
+  torch::NoGradGuard no_grad;
+  const CostReport before = analyze(*gm, {shape});
+  nlohmann::json report = {{"model", model}, {"granularity", args.granularity}, {"ratio", args.ratio}};
+  if (args.granularity == "channel") {
+    ChannelPruneOptions o;
+    o.ratio = args.ratio;
+    o.criterion = criterion_from_string(args.criterion);
+    TAILOR_CHECK(o.criterion != Criterion::Taylor,
+                 "--criterion taylor needs gradients from training data; use the C++ API (prune_channels with a "
+                 "gradient function) or l1, l2, bn, random here");
+    o.global = args.global;
+    o.round_to = args.round_to;
+    o.max_ratio = args.max_ratio;
+    const ChannelPruneResult r = prune_channels(*gm, {shape}, o);
+    report["channels_removed"] = r.channels_removed;
+    nlohmann::json layers = nlohmann::json::object();
+    for (const auto& [name, c] : r.layers) layers[name] = {c.first, c.second};
+    report["layers"] = layers;
+    report["criterion"] = args.criterion;
+  } else if (args.granularity == "unstructured" || args.granularity == "nm") {
+    std::map<std::string, torch::Tensor> weights;
+    int n = 0, m = 0;
+    if (args.granularity == "nm") {
+      const auto colon = args.nm.find(':');
+      TAILOR_CHECK(colon != std::string::npos, "--nm: expected N:M such as 2:4, got '", args.nm, "'");
+      try {
+        n = std::stoi(args.nm.substr(0, colon));
+        m = std::stoi(args.nm.substr(colon + 1));
+      } catch (const std::exception&) {
+        TAILOR_FAIL("--nm: expected N:M such as 2:4, got '", args.nm, "'");
+      }
+    }
+    std::vector<std::string> skipped;
+    for (const auto& name : prunable_weights(*gm)) {
+      if (m > 0 && gm->tensor(name).size(1) % m != 0) {
+        skipped.push_back(name);
+        continue;
+      }
+      weights[name] = gm->tensor(name);
+    }
+    const Masks masks = m > 0 ? nm_masks(weights, n, m) : magnitude_masks(weights, args.ratio, args.global);
+    for (const auto& [name, mk] : masks) gm->tensor(name).mul_(mk);
+    report["sparsity"] = mask_sparsity(masks);
+    report["layers_pruned"] = masks.size();
+    if (!skipped.empty()) report["skipped"] = skipped;  // e.g. a first conv with 3 input channels for 2:4
+    if (m > 0) report["nm"] = args.nm;
+  } else {
+    TAILOR_FAIL("--granularity must be unstructured, nm or channel, got '", args.granularity, "'");
+  }
+  const CostReport after = analyze(*gm, {shape});  // runs the pruned model once before anything is written
+  save(*gm, out);
+  report["output"] = out;
+  report["params"] = {before.params, after.params};
+  report["macs"] = {before.macs, after.macs};
+  report["weight_bytes"] = {before.weight_bytes, after.weight_bytes};
+  if (json) {
+    std::cout << report.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{} -> {}: params {} -> {} ({:.1f}%)  MACs {} -> {} ({:.1f}%)\n", model, out,
+                             human(static_cast<double>(before.params)), human(static_cast<double>(after.params)),
+                             100.0 * static_cast<double>(after.params) / static_cast<double>(before.params),
+                             human(static_cast<double>(before.macs)), human(static_cast<double>(after.macs)),
+                             100.0 * static_cast<double>(after.macs) / static_cast<double>(before.macs));
+    if (report.contains("sparsity"))
+      std::cout << fmt::format("weight sparsity {:.1f}% over {} layers (shapes unchanged)\n",
+                               100.0 * report["sparsity"].get<double>(), report["layers_pruned"].get<size_t>());
+    if (report.contains("channels_removed"))
+      std::cout << fmt::format("{} channels removed in {} layers\n", report["channels_removed"].get<int64_t>(),
+                               report["layers"].size());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,6 +392,23 @@ int main(int argc, char** argv) {
   profile_sub->add_option("--card", pargs.card, "write a manifest.json with this model's variant card");
   profile_sub->add_flag("--json", json, "print JSON");
 
+  PruneArgs prargs;
+  auto* prune_sub = app.add_subcommand("prune", "prune a model: unstructured, N:M, or channels removed physically");
+  prune_sub->add_option("model", model, "TorchScript file or zoo model name")->required();
+  prune_sub->add_option("--input", input, "input shape, e.g. 1x3x224x224 (zoo models have a default)");
+  prune_sub->add_option("--granularity", prargs.granularity, "unstructured, nm or channel")->capture_default_str();
+  prune_sub->add_option("--ratio", prargs.ratio, "fraction to remove, in [0, 1)")->capture_default_str();
+  prune_sub->add_option("--criterion", prargs.criterion, "channel importance: l1, l2, bn, random")
+      ->capture_default_str();
+  prune_sub->add_flag("--global", prargs.global, "rank across layers instead of per layer");
+  prune_sub->add_option("--nm", prargs.nm, "N:M pattern for --granularity nm")->capture_default_str();
+  prune_sub->add_option("--round-to", prargs.round_to, "kept channel counts are multiples of this")
+      ->capture_default_str();
+  prune_sub->add_option("--max-ratio", prargs.max_ratio, "no channel group loses more than this")
+      ->capture_default_str();
+  prune_sub->add_option("-o,--output", out, "output .pt file")->required();
+  prune_sub->add_flag("--json", json, "print a JSON report (params/MACs before and after)");
+
   auto* passes_cmd = app.add_subcommand("passes", "list the registered passes");
   passes_cmd->add_flag("--json", json, "print JSON");
 
@@ -312,6 +417,7 @@ int main(int argc, char** argv) {
     if (inspect_cmd->parsed()) return inspect(model, input, json);
     if (convert_cmd->parsed()) return convert(model, input, out, pipeline, json, quiet);
     if (profile_sub->parsed()) return profile_cmd(model, input, pargs, json);
+    if (prune_sub->parsed()) return prune_cmd(model, input, out, prargs, json);
     if (passes_cmd->parsed()) {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& p : tailor::registered_passes()) {

@@ -213,6 +213,10 @@ std::string Pipeline::str() const {
 
 // ---------------------------------------------------------------- registry
 
+namespace detail {
+void register_prune_passes(const std::function<void(const std::string&, PassFactory)>& add);
+}  // namespace detail
+
 namespace {
 
 struct Registry {
@@ -244,6 +248,7 @@ Registry& registry() {
         return changed;
       });
     };
+    detail::register_prune_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
     reg->factories["canonicalize"] = [] {
       return simple("canonicalize", "rewrite traced idioms (addmm with a transposed weight) into native ops",
                     [](GraphModuleImpl& m) { return canonicalize(m.mutable_graph()); });
