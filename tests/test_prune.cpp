@@ -9,22 +9,13 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "helpers.hpp"
 #include "tailor/tailor.hpp"
 
 using namespace tailor;
+using namespace tailor::test;
 
 namespace {
-
-nlohmann::json fixtures() {
-  std::ifstream in(std::string(TAILOR_FIXTURES_DIR) + "/manifest.json");
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
-
-torch::Tensor first_tensor(const c10::IValue& v) {
-  if (v.isTensor()) return v.toTensor();
-  return v.toTupleRef().elements().at(0).toTensor();
-}
 
 std::map<std::string, torch::Tensor> snapshot(const GraphModuleImpl& m) {
   std::map<std::string, torch::Tensor> out;
@@ -177,7 +168,7 @@ TEST_CASE("channel groups on ResNet-18 follow residual connections") {
 }
 
 TEST_CASE("channel pruning: ratio 0 changes nothing; 0.5 gives a smaller model that exports and runs") {
-  const auto m = fixtures();
+  const auto m = fixture_manifest();
   const std::string dir = TAILOR_FIXTURES_DIR;
   std::filesystem::create_directories(TAILOR_TEST_TMP);
   for (const auto& [name, entry] : m.at("models").items()) {
@@ -325,4 +316,43 @@ TEST_CASE("prune passes run from pipeline text") {
   CHECK(static_cast<double>(zeros) / static_cast<double>(total) == Approx(0.8).margin(0.01));
   CHECK_THROWS_WITH(parse_pipeline("prune-channels{criterion=taylor}")->run(*gm, ctx), Catch::Contains("taylor"));
   CHECK_THROWS_WITH(parse_pipeline("prune-channels{criterion=size}")->run(*gm, ctx), Catch::Contains("l1, l2"));
+}
+
+TEST_CASE("iterative pruning and sensitivity analysis") {
+  GraphModule gm = models::capture_model("fashion-resnet");
+  gm->eval();
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 28, 28}};
+  const auto x = torch::randn({4, 1, 28, 28});
+  SECTION("rounds remove the same fraction of what is left and call back between them") {
+    int64_t before = 0;
+    for (const auto& g : channel_groups(*gm, shapes))
+      if (g.prunable) before += g.channels;
+    std::vector<int> rounds;
+    ChannelPruneOptions o;
+    o.ratio = 0.75;  // two rounds of 50%
+    const auto results = prune_channels_iteratively(*gm, shapes, o, 2, [&](int r) { rounds.push_back(r); });
+    CHECK(rounds == std::vector<int>{0, 1});
+    REQUIRE(results.size() == 2);
+    CHECK(results[1].params_after < results[0].params_after);
+    int64_t after = 0;
+    for (const auto& g : channel_groups(*gm, shapes))
+      if (g.prunable) after += g.channels;
+    CHECK(static_cast<double>(after) == Approx(0.25 * static_cast<double>(before)).margin(4));
+    CHECK_THROWS_WITH(prune_channels_iteratively(*gm, shapes, o, 0, nullptr), Catch::Contains("round"));
+  }
+  SECTION("sensitivity: one curve per prunable group, ratio 0 scores like the dense model") {
+    torch::NoGradGuard g;
+    const auto y = gm->forward(x);
+    auto closeness = [&](GraphModuleImpl& m) { return -(m.forward(x) - y).abs().max().item<double>(); };
+    const auto curves = channel_sensitivity(*gm, shapes, {0.0, 0.5, 0.9}, closeness);
+    REQUIRE_FALSE(curves.empty());
+    for (const auto& [group, values] : curves) {
+      INFO(group);
+      REQUIRE(values.size() == 3);
+      CHECK(values[0] == 0.0);  // nothing removed: identical outputs
+      CHECK(values[2] < 0.0);
+    }
+    // The module analysed is not modified.
+    CHECK(torch::equal(gm->forward(x), y));
+  }
 }

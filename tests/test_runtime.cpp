@@ -8,27 +8,13 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "helpers.hpp"
 #include "tailor/tailor.hpp"
 
 using namespace tailor;
+using namespace tailor::test;
 
 namespace {
-
-double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
-}
-
-torch::Tensor first_tensor(const c10::IValue& v) {
-  if (v.isTensor()) return v.toTensor();
-  REQUIRE(v.isTuple());
-  return v.toTupleRef().elements().at(0).toTensor();
-}
-
-nlohmann::json fixture_manifest() {
-  std::ifstream in(std::string(TAILOR_FIXTURES_DIR) + "/manifest.json");
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
 
 // A small net with the patterns lowering must get right: conv+bn+relu, residual add+relu, depthwise conv with
 // ReLU6, max/avg pooling, concatenation, a broadcast multiply (squeeze-excitation), global mean, linear+gelu.

@@ -9,27 +9,13 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include "helpers.hpp"
 #include "tailor/tailor.hpp"
 
 using namespace tailor;
+using namespace tailor::test;
 
 namespace {
-
-double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item<double>();
-}
-
-torch::Tensor first_tensor(const c10::IValue& v) {
-  if (v.isTensor()) return v.toTensor();
-  REQUIRE(v.isTuple());
-  return v.toTupleRef().elements().at(0).toTensor();
-}
-
-nlohmann::json manifest() {
-  std::ifstream in(std::string(TAILOR_FIXTURES_DIR) + "/manifest.json");
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
-}
 
 int64_t conv_linear_macs(const CostReport& r) {
   int64_t total = 0;
@@ -41,7 +27,7 @@ int64_t conv_linear_macs(const CostReport& r) {
 }  // namespace
 
 TEST_CASE("torchvision models: capture, outputs, counts, export, gradients and BN folding") {
-  const auto m = manifest();
+  const auto m = fixture_manifest();
   const std::string dir = TAILOR_FIXTURES_DIR;
   std::filesystem::create_directories(TAILOR_TEST_TMP);
   torch::manual_seed(0);

@@ -176,6 +176,27 @@ struct FashionCnnImpl : nn::Module {
   nn::Dropout dropout{nullptr};
 };
 
+// A small ResNet for 28x28 Fashion-MNIST: a 3x3 stem and three basic-block stages (16, 32, 64 channels at
+// width 1; 28x28, 14x14, 7x7) with residual adds, then global average pooling and a linear classifier.
+struct FashionResNetImpl : nn::Module {
+  explicit FashionResNetImpl(const ZooOptions& o) {
+    const int64_t c = static_cast<int64_t>(std::lround(16 * o.width_));
+    stem = register_module("stem", conv_bn(o.in_channels_, c, 3, 1, 1, false));
+    layer1 = register_module("layer1", BasicBlock(c, c, 1));
+    layer2 = register_module("layer2", BasicBlock(c, 2 * c, 2));
+    layer3 = register_module("layer3", BasicBlock(2 * c, 4 * c, 2));
+    fc = register_module("fc", nn::Linear(4 * c, o.num_classes_));
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    x = torch::relu(stem->forward(x));
+    x = layer3(layer2(layer1(x)));
+    return fc(torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1));
+  }
+  Seq stem{nullptr};
+  BasicBlock layer1{nullptr}, layer2{nullptr}, layer3{nullptr};
+  nn::Linear fc{nullptr};
+};
+
 template <typename M, typename... Args>
 ZooModel wrap(std::vector<int64_t> shape, Args&&... args) {
   auto m = std::make_shared<M>(std::forward<Args>(args)...);
@@ -184,7 +205,9 @@ ZooModel wrap(std::vector<int64_t> shape, Args&&... args) {
 
 }  // namespace
 
-std::vector<std::string> model_names() { return {"fashion-cnn", "resnet18", "resnet50", "mobilenet_v2"}; }
+std::vector<std::string> model_names() {
+  return {"fashion-cnn", "fashion-resnet", "resnet18", "resnet50", "mobilenet_v2"};
+}
 
 bool is_model_name(const std::string& name) {
   for (const auto& n : model_names())
@@ -198,6 +221,11 @@ ZooModel make_model(const std::string& name, ZooOptions o) {
     if (o.num_classes_ == 1000) o.num_classes_ = 10;
     if (o.in_channels_ == 3) o.in_channels_ = 1;
     return wrap<FashionCnnImpl>({1, o.in_channels_, 28, 28}, o);
+  }
+  if (name == "fashion-resnet") {
+    if (o.num_classes_ == 1000) o.num_classes_ = 10;
+    if (o.in_channels_ == 3) o.in_channels_ = 1;
+    return wrap<FashionResNetImpl>({1, o.in_channels_, 28, 28}, o);
   }
   const std::vector<int64_t> imagenet{1, o.in_channels_, 224, 224};
   if (name == "resnet18") return wrap<ResNetImpl<BasicBlock>>(imagenet, std::vector<int64_t>{2, 2, 2, 2}, o);

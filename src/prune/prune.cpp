@@ -866,6 +866,26 @@ ChannelPruneResult prune_channels(GraphModuleImpl& module, const std::vector<std
   return result;
 }
 
+std::vector<ChannelPruneResult> prune_channels_iteratively(GraphModuleImpl& module,
+                                                           const std::vector<std::vector<int64_t>>& input_shapes,
+                                                           const ChannelPruneOptions& options, int steps,
+                                                           const std::function<void(int round)>& between,
+                                                           const GradientFn& gradients) {
+  check_ratio(options.ratio, "iterative channel pruning");
+  TAILOR_CHECK(steps >= 1, "iterative channel pruning needs at least one round, got ", steps);
+  // (1 - r)^steps = 1 - ratio: each round keeps the same fraction of what is left.
+  const double per_round = 1.0 - std::pow(1.0 - options.ratio, 1.0 / steps);
+  std::vector<ChannelPruneResult> results;
+  for (int round = 0; round < steps; ++round) {
+    ChannelPruneOptions o = options;
+    o.ratio = per_round;
+    for (auto& [name, r] : o.layer_ratios) r = 1.0 - std::pow(1.0 - r, 1.0 / steps);
+    results.push_back(prune_channels(module, input_shapes, o, gradients));
+    if (between) between(round);
+  }
+  return results;
+}
+
 GraphModule clone_module(const GraphModuleImpl& module) {
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& [name, t] : module.tensors()) tensors[name] = t.detach().clone();

@@ -27,13 +27,13 @@ struct ZooOptions {
   ZooOptions& in_channels(int64_t v) { in_channels_ = v; return *this; }
   ZooOptions& width(double v) { width_ = v; return *this; }
   ZooOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  int64_t num_classes_ = 1000;  ///< default 1000 (ImageNet); fashion-cnn uses 10
-  int64_t in_channels_ = 3;     ///< default 3; fashion-cnn uses 1
+  int64_t num_classes_ = 1000;  ///< default 1000 (ImageNet); the fashion-* models use 10
+  int64_t in_channels_ = 3;     ///< default 3; the fashion-* models use 1
   double width_ = 1.0;          ///< channel multiplier (MobileNetV2 width_mult, CNN widths)
   uint64_t seed_ = 0;           ///< weights are initialized from this seed
 };
 
-/// Names accepted by `make_model`: fashion-cnn, resnet18, resnet50, mobilenet_v2.
+/// Names accepted by `make_model`: fashion-cnn, fashion-resnet, resnet18, resnet50, mobilenet_v2.
 std::vector<std::string> model_names();
 bool is_model_name(const std::string& name);
 

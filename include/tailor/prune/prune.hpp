@@ -120,6 +120,15 @@ using GradientFn = std::function<void(GraphModuleImpl&)>;
 ChannelPruneResult prune_channels(GraphModuleImpl& module, const std::vector<std::vector<int64_t>>& input_shapes,
                                   const ChannelPruneOptions& options, const GradientFn& gradients = nullptr);
 
+/// Iterative pruning: `steps` rounds that each remove the same fraction of the remaining channels, so that
+/// `options.ratio` of them are gone after the last; `between(round)` runs after each round (fine-tune there, in
+/// the caller's own loop). Returns one result per round.
+std::vector<ChannelPruneResult> prune_channels_iteratively(GraphModuleImpl& module,
+                                                           const std::vector<std::vector<int64_t>>& input_shapes,
+                                                           const ChannelPruneOptions& options, int steps,
+                                                           const std::function<void(int round)>& between,
+                                                           const GradientFn& gradients = nullptr);
+
 /// Sensitivity analysis: each prunable group pruned alone at each ratio, on a copy; `evaluate` returns the
 /// metric (e.g. accuracy) of a pruned copy. Result: group producers joined by '+', then one value per ratio.
 std::vector<std::pair<std::string, std::vector<double>>> channel_sensitivity(
