@@ -19,3 +19,4 @@
 #include "tailor/profile/profiler.hpp"
 #include "tailor/variant/card.hpp"
 #include "tailor/prune/prune.hpp"
+#include "tailor/quant/quant.hpp"

@@ -344,6 +344,120 @@ int prune_cmd(const std::string& model, const std::string& input, const std::str
   return 0;
 }
 
+// Input batches for calibration: the first training images of a dataset, or Gaussian noise of the model's
+// input shape (for models that only need ranges of the right order, e.g. torchvision structures).
+std::vector<torch::Tensor> calibration_batches(const std::string& source, const std::vector<int64_t>& shape,
+                                               int64_t batches, int64_t batch_size) {
+  TAILOR_CHECK(batches > 0 && batch_size > 0, "--calib-batches and --batch-size must be positive");
+  std::vector<torch::Tensor> out;
+  if (source == "random") {
+    torch::manual_seed(0);
+    std::vector<int64_t> s = shape;
+    s[0] = batch_size;
+    for (int64_t b = 0; b < batches; ++b) out.push_back(torch::randn(s));
+    return out;
+  }
+  TAILOR_CHECK(source == "fashion-mnist", "--data must be fashion-mnist or random, got '", source, "'");
+  const data::Dataset train = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), batches * batch_size);
+  for (const auto& b : data::batches(train, batch_size, false)) out.push_back(b.images);
+  return out;
+}
+
+double fashion_top1(GraphModuleImpl& gm, int64_t limit) {
+  const data::Dataset test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), limit);
+  torch::NoGradGuard no_grad;
+  gm.eval();
+  return data::top1_accuracy([&](const at::Tensor& x) { return gm.forward(x); }, test, 500);
+}
+
+int eval_cmd(const std::string& model, const std::string& source, int64_t limit, bool json) {
+  TAILOR_CHECK(source == "fashion-mnist", "--data must be fashion-mnist (the 10,000 test images), got '", source, "'");
+  GraphModule gm = load_model(model);
+  const double top1 = fashion_top1(*gm, limit);
+  if (json)
+    std::cout << nlohmann::json{{"model", model}, {"data", source}, {"top1", top1}}.dump(2) << "\n";
+  else
+    std::cout << fmt::format("{}: top-1 {:.2f}% on {}\n", model, 100 * top1, source);
+  return 0;
+}
+
+struct QuantArgs {
+  std::string scheme = "int8";
+  std::string data;
+  std::string observer = "minmax";
+  int64_t calib_batches = 8;
+  int64_t batch_size = 64;
+  int64_t group_size = 128;
+  std::string method = "rtn";
+  std::string weight_method = "minmax";
+  bool bias_correction = false;
+  bool equalize = false;
+  bool per_tensor = false;
+  std::string skip;
+  bool evaluate = false;
+};
+
+int quantize_cmd(const std::string& model, const std::string& input, const std::string& out, const QuantArgs& a,
+                 bool json) {
+  TAILOR_CHECK(a.scheme == "int8" || a.scheme == "w8" || a.scheme == "w4", "--scheme must be int8, w8 or w4, got '",
+               a.scheme, "'");
+  GraphModule gm = load_model(model);
+  gm->eval();
+  const auto shape = input.empty() ? default_shape(model) : parse_shape(input);
+  const bool needs_data = a.scheme == "int8" || a.method == "gptq";
+  TAILOR_CHECK(!needs_data || !a.data.empty(), "--scheme ", a.scheme, a.method == "gptq" ? " with --method gptq" : "",
+               " needs calibration data: give --data fashion-mnist (or --data random for structure-only models)");
+  TAILOR_CHECK(!a.evaluate || a.data == "fashion-mnist", "--eval needs --data fashion-mnist");
+  const auto calib = a.data.empty() ? std::vector<torch::Tensor>{} : calibration_batches(a.data, shape, a.calib_batches, a.batch_size);
+  torch::NoGradGuard no_grad;
+  const CostReport before = analyze(*gm, {shape});
+  nlohmann::json report = {{"model", model}, {"scheme", a.scheme}};
+  if (a.evaluate) report["top1_before"] = fashion_top1(*gm, -1);
+  std::vector<std::string> skip = split_list(a.skip);
+  quant::QuantReport qr;
+  if (a.scheme == "int8") {
+    quant::PtqOptions o;
+    o.observer.kind = a.observer;
+    o.weight_method = a.weight_method;
+    o.bias_correction = a.bias_correction;
+    o.equalize = a.equalize;
+    o.weights.per_channel = !a.per_tensor;
+    o.skip = skip;
+    o.progress = !json;
+    qr = quant::quantize_static(*gm, calib, o);
+  } else {
+    quant::WeightOnlyOptions o;
+    o.bits = a.scheme == "w8" ? 8 : 4;
+    o.group_size = a.scheme == "w8" ? 0 : a.group_size;
+    o.symmetric = a.scheme == "w8";
+    o.method = a.method;
+    o.skip = skip;
+    o.progress = !json;
+    qr = quant::quantize_weights(*gm, calib, o);
+  }
+  const CostReport after = analyze(*gm, {shape});  // runs the quantized model once before anything is written
+  if (a.evaluate) report["top1_after"] = fashion_top1(*gm, -1);
+  const auto parent = std::filesystem::path(out).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  save(*gm, out);
+  report["output"] = out;
+  report["calibration_batches"] = qr.calibration_batches;
+  report["weight_bytes"] = {before.weight_bytes, after.weight_bytes};
+  report["quantization"] = nlohmann::json::parse(qr.to_json());
+  if (json) {
+    std::cout << report.dump(2) << "\n";
+  } else {
+    std::cout << qr.str();
+    std::cout << fmt::format("{} -> {}: weights {} -> {} bytes ({:.1f}%)\n", model, out, before.weight_bytes,
+                             after.weight_bytes,
+                             100.0 * static_cast<double>(after.weight_bytes) / static_cast<double>(before.weight_bytes));
+    if (a.evaluate)
+      std::cout << fmt::format("top-1 {:.2f}% -> {:.2f}%\n", 100 * report["top1_before"].get<double>(),
+                               100 * report["top1_after"].get<double>());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -409,6 +523,36 @@ int main(int argc, char** argv) {
   prune_sub->add_option("-o,--output", out, "output .pt file")->required();
   prune_sub->add_flag("--json", json, "print a JSON report (params/MACs before and after)");
 
+  std::string data_source = "fashion-mnist";
+  int64_t limit = -1;
+  auto* eval_sub = app.add_subcommand("eval", "top-1 accuracy on a dataset's test split");
+  eval_sub->add_option("model", model, "TorchScript file or zoo model name")->required();
+  eval_sub->add_option("--data", data_source, "fashion-mnist")->capture_default_str();
+  eval_sub->add_option("--limit", limit, "evaluate the first N test images only");
+  eval_sub->add_flag("--json", json, "print JSON");
+
+  QuantArgs qargs;
+  auto* quant_sub = app.add_subcommand("quantize", "int8 post-training quantization, or weight-only int8/int4 (RTN, GPTQ)");
+  quant_sub->add_option("model", model, "TorchScript file or zoo model name")->required();
+  quant_sub->add_option("--input", input, "input shape, e.g. 1x1x28x28 (zoo models have a default)");
+  quant_sub->add_option("--scheme", qargs.scheme, "int8 (u8 activations, s8 weights), w8 or w4 (weight-only)")
+      ->capture_default_str();
+  quant_sub->add_option("--data", qargs.data, "calibration data: fashion-mnist (training images) or random");
+  quant_sub->add_option("--observer", qargs.observer, "minmax, moving-minmax, percentile, mse, entropy")
+      ->capture_default_str();
+  quant_sub->add_option("--calib-batches", qargs.calib_batches, "calibration batches")->capture_default_str();
+  quant_sub->add_option("--batch-size", qargs.batch_size, "calibration batch size")->capture_default_str();
+  quant_sub->add_option("--group-size", qargs.group_size, "w4: weights per scale (0: per channel)")->capture_default_str();
+  quant_sub->add_option("--method", qargs.method, "w8/w4: rtn or gptq")->capture_default_str();
+  quant_sub->add_option("--weight-method", qargs.weight_method, "int8 weight ranges: minmax or mse")->capture_default_str();
+  quant_sub->add_flag("--bias-correction", qargs.bias_correction, "int8: empirical bias correction");
+  quant_sub->add_flag("--equalize", qargs.equalize, "int8: cross-layer equalization first");
+  quant_sub->add_flag("--per-tensor", qargs.per_tensor, "int8: one weight scale per layer instead of per channel");
+  quant_sub->add_option("--skip", qargs.skip, "comma-separated layers kept in float");
+  quant_sub->add_flag("--eval", qargs.evaluate, "report top-1 before and after on the Fashion-MNIST test set");
+  quant_sub->add_option("-o,--output", out, "output .pt file")->required();
+  quant_sub->add_flag("--json", json, "print a JSON report");
+
   auto* passes_cmd = app.add_subcommand("passes", "list the registered passes");
   passes_cmd->add_flag("--json", json, "print JSON");
 
@@ -418,6 +562,8 @@ int main(int argc, char** argv) {
     if (convert_cmd->parsed()) return convert(model, input, out, pipeline, json, quiet);
     if (profile_sub->parsed()) return profile_cmd(model, input, pargs, json);
     if (prune_sub->parsed()) return prune_cmd(model, input, out, prargs, json);
+    if (eval_sub->parsed()) return eval_cmd(model, data_source, limit, json);
+    if (quant_sub->parsed()) return quantize_cmd(model, input, out, qargs, json);
     if (passes_cmd->parsed()) {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& p : tailor::registered_passes()) {

@@ -211,6 +211,17 @@ class SourceWriter {
       return assign(n, aten + "adaptive_avg_pool" + d + "(" + in(n, 0) + ", " + a(n, "output_size") + ")");
     if (k == ops::kMean) return assign(n, aten + "mean(" + in(n, 0) + ", " + a(n, "dims") + ", " + a(n, "keepdim") + ")");
     if (k == ops::kDropout) return assign(n, aten + "dropout(" + in(n, 0) + ", " + a(n, "p") + ", self.training)");
+    if (k == ops::kFakeQuant) {
+      // Learnable nodes export as the fixed kernels: same forward, and stock PyTorch runs them anywhere.
+      const std::string range = a(n, "qmin") + ", " + a(n, "qmax") + ")";
+      const int64_t axis = n.i("axis", -1), group = n.i("group_size", 0);
+      if (group > 0)
+        return assign(n, aten + "reshape(" + aten + "fake_quantize_per_channel_affine(" + aten + "reshape(" + in(n, 0) +
+                             ", [-1, " + std::to_string(group) + "]), " + in(n, 1) + ", " + in(n, 2) + ", 0, " + range +
+                             ", " + in(n, 0) + ".size())");
+      if (axis < 0) return assign(n, aten + "fake_quantize_per_tensor_affine(" + args(n) + ", " + range);
+      return assign(n, aten + "fake_quantize_per_channel_affine(" + args(n) + ", " + std::to_string(axis) + ", " + range);
+    }
     if (k == ops::kChannelShuffle) return assign(n, aten + "channel_shuffle(" + in(n, 0) + ", " + a(n, "groups") + ")");
     TAILOR_FAIL("cannot export node '", n.name, "': op kind '", k, "' has no TorchScript form");
   }

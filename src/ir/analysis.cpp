@@ -79,6 +79,7 @@ int64_t flops_of(const Graph& g, const Node& n, int64_t macs) {
   if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm || n.kind == ops::kGroupNorm) return 2 * e;
   if (ops::is_elementwise_unary(n.kind) && n.kind != ops::kDropout && n.kind != ops::kContiguous) return e;
   if (ops::is_binary(n.kind)) return e;
+  if (n.kind == ops::kFakeQuant) return 4 * e;  // scale, round, clamp, rescale
   if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) return 3 * e;
   if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool) return e * numel(n.ints("kernel_size"));
   if (n.kind == ops::kAdaptiveAvgPool || n.kind == ops::kMean) return numel(g.value(n.inputs[0]).shape);
@@ -105,11 +106,20 @@ CostReport count_costs(const GraphModuleImpl& module) {
     c.name = n.name;
     c.kind = n.kind == ops::kOpaque ? n.s("schema") : n.kind;
     if (!n.outputs.empty()) c.output_shape = g.value(n.outputs[0]).shape;
-    for (int in : n.inputs) {
-      const Node* p = g.producer(in);
+    for (size_t k = 0; k < n.inputs.size(); ++k) {
+      const Node* p = g.producer(n.inputs[k]);
       if (!p || p->kind != ops::kParam || !counted.insert(p->s("name")).second) continue;
       const torch::Tensor t = module.tensor(p->s("name"));
-      c.weight_bytes += static_cast<int64_t>(t.numel() * t.element_size());
+      // A weight read only through a fake_quant node is stored at that node's bit width once deployed.
+      const auto readers = g.users(n.inputs[k]);
+      if (n.kind == ops::kFakeQuant && k == 0 && readers.size() == 1) {
+        const int64_t levels = n.i("qmax") - n.i("qmin") + 1;
+        int64_t bits = 1;
+        while ((int64_t{1} << bits) < levels) ++bits;
+        c.weight_bytes += (t.numel() * bits + 7) / 8;
+      } else {
+        c.weight_bytes += static_cast<int64_t>(t.numel() * t.element_size());
+      }
       if (!p->b("buffer")) c.params += t.numel();
     }
     c.macs = macs_of(g, n);

@@ -66,7 +66,8 @@ Code code_of(const std::string& kind) {
       {ops::kChunk, Code::Chunk}, {ops::kFlatten, Code::Flatten}, {ops::kReshape, Code::Reshape},
       {ops::kPermute, Code::Permute}, {ops::kTranspose, Code::Transpose}, {ops::kContiguous, Code::Contiguous},
       {ops::kMaxPool, Code::MaxPool}, {ops::kAvgPool, Code::AvgPool}, {ops::kAdaptiveAvgPool, Code::AdaptiveAvgPool},
-      {ops::kMean, Code::Mean}, {ops::kDropout, Code::Dropout}, {ops::kChannelShuffle, Code::ChannelShuffle}};
+      {ops::kMean, Code::Mean}, {ops::kDropout, Code::Dropout}, {ops::kChannelShuffle, Code::ChannelShuffle},
+      {ops::kFakeQuant, Code::FakeQuant}};
   auto it = codes.find(kind);
   TAILOR_CHECK(it != codes.end(), "unknown op kind '", kind, "'");
   return it->second;
@@ -83,6 +84,24 @@ c10::IValue to_ivalue(const AttrValue& v) {
     c10::IValue operator()(const std::vector<double>& x) const { return x; }
   };
   return std::visit(Visitor{}, v);
+}
+
+torch::Tensor fake_quant(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
+                         const std::vector<int64_t>& qp, bool learnable) {
+  const int64_t qmin = qp[0], qmax = qp[1], axis = qp[2], group = qp[3];
+  if (group > 0) {
+    TAILOR_CHECK(x.numel() % group == 0, "fake_quant: ", x.numel(), " elements do not split into groups of ", group);
+    const torch::Tensor rows = x.reshape({-1, group});
+    return fake_quant(rows, scale, zero_point, {qmin, qmax, 0, 0}, learnable).reshape(x.sizes());
+  }
+  const double grad_factor = 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(1, x.numel() / std::max<int64_t>(1, scale.numel()))) * static_cast<double>(std::max<int64_t>(1, qmax)));
+  if (axis < 0) {
+    if (learnable) return at::_fake_quantize_learnable_per_tensor_affine(x, scale.clamp_min(1e-8), zero_point.to(at::kFloat), qmin, qmax, grad_factor);
+    return at::fake_quantize_per_tensor_affine(x, scale, zero_point, qmin, qmax);
+  }
+  if (learnable)
+    return at::_fake_quantize_learnable_per_channel_affine(x, scale.clamp_min(1e-8), zero_point.to(at::kFloat), axis, qmin, qmax, grad_factor);
+  return at::fake_quantize_per_channel_affine(x, scale, zero_point, axis, qmin, qmax);
 }
 
 }  // namespace detail
@@ -300,6 +319,10 @@ Instr make_instr(const Graph& graph, int node_id, const TensorLookup& tensor_of)
       break;
     case Code::Dropout: ins.d0 = n.f("p"); break;
     case Code::ChannelShuffle: ins.n0 = n.i("groups"); break;
+    case Code::FakeQuant:
+      ins.i0 = {n.i("qmin"), n.i("qmax"), n.i("axis", -1), n.i("group_size", 0)};
+      ins.b0 = n.has("learnable") && n.b("learnable");
+      break;
     default: break;
   }
   return ins;
@@ -489,6 +512,7 @@ void execute_instr(const Instr& ins, std::vector<c10::IValue>& slots, bool train
     case Code::Mean: out = at::mean(T(0), ins.i0, ins.b0); break;
     case Code::Dropout: out = training ? at::dropout(T(0), ins.d0, true) : slots[ins.in[0]]; break;
     case Code::ChannelShuffle: out = at::channel_shuffle(T(0), ins.n0); break;
+    case Code::FakeQuant: out = detail::fake_quant(T(0), T(1), T(2), ins.i0, ins.b0); break;
   }
 }
 
@@ -538,7 +562,6 @@ torch::Tensor GraphModuleImpl::forward(const torch::Tensor& input) {
 
 std::pair<c10::IValue, std::map<std::string, torch::Tensor>> GraphModuleImpl::run_with_taps(
     const std::vector<c10::IValue>& inputs, const std::vector<std::string>& taps) {
-  std::set<int> keep;
   std::map<std::string, int> tap_values;
   for (const auto& name : taps) {
     const int id = graph_.find_id(name);
@@ -556,16 +579,30 @@ std::pair<c10::IValue, std::map<std::string, torch::Tensor>> GraphModuleImpl::ru
     const Node& n = graph_.node(id);
     TAILOR_CHECK(!n.outputs.empty() && graph_.value(n.outputs[0]).type == ValueType::Tensor, "node '", name,
                  "' does not produce a tensor to tap");
-    keep.insert(n.outputs[0]);
     tap_values[name] = n.outputs[0];
   }
+  std::vector<int> values;
+  for (const auto& entry : tap_values) values.push_back(entry.second);
+  auto [out, by_value] = run_with_value_taps(inputs, values);
+  std::map<std::string, torch::Tensor> tapped;
+  for (const auto& [name, v] : tap_values) tapped[name] = by_value.at(v);
+  return {out, tapped};
+}
+
+std::pair<c10::IValue, std::map<int, torch::Tensor>> GraphModuleImpl::run_with_value_taps(
+    const std::vector<c10::IValue>& inputs, const std::vector<int>& values) {
   TAILOR_CHECK(inputs.size() == program_->inputs.size(), "the graph takes ", program_->inputs.size(),
                " inputs, got ", inputs.size());
+  const std::set<int> keep(values.begin(), values.end());
   std::vector<c10::IValue> slots(program_->num_values);
   for (size_t i = 0; i < inputs.size(); ++i) slots[program_->inputs[i]] = inputs[i];
   detail::execute(*program_, slots, is_training(), &keep);
-  std::map<std::string, torch::Tensor> tapped;
-  for (const auto& [name, v] : tap_values) tapped[name] = slots[v].toTensor();
+  std::map<int, torch::Tensor> tapped;
+  for (int v : values) {
+    TAILOR_CHECK(v >= 0 && v < program_->num_values && slots[v].isTensor(), "value %", v,
+                 " is not a tensor computed by this graph");
+    tapped[v] = slots[v].toTensor();
+  }
   return {collect_outputs(*program_, slots), tapped};
 }
 

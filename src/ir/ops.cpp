@@ -18,7 +18,7 @@ bool is_known(const std::string& kind) {
       kBatchNorm, kLayerNorm, kGroupNorm, kRelu,    kHardtanh, kGelu,       kSilu,      kSigmoid,   kHardsigmoid,
       kHardswish, kTanh,   kSoftmax,    kLogSoftmax, kAdd,     kSub,        kMul,       kDiv,       kCat,
       kChunk,    kFlatten, kReshape,    kPermute,    kTranspose, kContiguous, kMaxPool, kAvgPool,  kAdaptiveAvgPool,
-      kMean,     kDropout, kChannelShuffle};
+      kMean,     kDropout, kChannelShuffle, kFakeQuant};
   return kinds.count(kind) != 0;
 }
 

@@ -21,7 +21,7 @@ enum class Code {
   Constant, Param, List, ListUnpack, Tuple, TupleUnpack, Opaque, Conv, Linear, Matmul, BatchNorm, LayerNorm,
   GroupNorm, Relu, Hardtanh, Gelu, Silu, Sigmoid, Hardsigmoid, Hardswish, Tanh, Softmax, LogSoftmax, Add, Sub,
   Mul, Div, Cat, Chunk, Flatten, Reshape, Permute, Transpose, Contiguous, MaxPool, AvgPool, AdaptiveAvgPool, Mean,
-  Dropout, ChannelShuffle
+  Dropout, ChannelShuffle, FakeQuant
 };
 
 Code code_of(const std::string& kind);
@@ -53,6 +53,11 @@ struct Program {
 
 
 using TensorLookup = std::function<torch::Tensor(const std::string&)>;
+
+/// Quantize-dequantize as a `fake_quant` node does; `qp` is {qmin, qmax, axis, group_size}. Learnable nodes
+/// use LSQ's kernels (gradients reach scale and zero point, scaled by 1/sqrt(numel * qmax)).
+torch::Tensor fake_quant(const torch::Tensor& x, const torch::Tensor& scale, const torch::Tensor& zero_point,
+                         const std::vector<int64_t>& qp, bool learnable);
 
 /// Decodes one node's attributes for execution; `tensor_of` resolves `param` names.
 Instr make_instr(const Graph& graph, int node_id, const TensorLookup& tensor_of);

@@ -216,6 +216,9 @@ std::string Pipeline::str() const {
 namespace detail {
 void register_prune_passes(const std::function<void(const std::string&, PassFactory)>& add);
 }  // namespace detail
+namespace quant::detail {
+void register_quant_passes(const std::function<void(const std::string&, PassFactory)>& add);
+}  // namespace quant::detail
 
 namespace {
 
@@ -249,6 +252,7 @@ Registry& registry() {
       });
     };
     detail::register_prune_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
+    quant::detail::register_quant_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
     reg->factories["canonicalize"] = [] {
       return simple("canonicalize", "rewrite traced idioms (addmm with a transposed weight) into native ops",
                     [](GraphModuleImpl& m) { return canonicalize(m.mutable_graph()); });

@@ -40,6 +40,10 @@ class GraphModuleImpl : public torch::nn::Module {
   std::pair<c10::IValue, std::map<std::string, torch::Tensor>> run_with_taps(
       const std::vector<c10::IValue>& inputs, const std::vector<std::string>& taps);
 
+  /// Like run_with_taps, by value id (any tensor edge, graph inputs included): for passes that observe
+  /// the inputs of layers (calibration, GPTQ, bias correction).
+  std::pair<c10::IValue, std::map<int, torch::Tensor>> run_with_value_taps(const std::vector<c10::IValue>& inputs,
+                                                                          const std::vector<int>& values);
   const Graph& graph() const { return graph_; }
   /// Edits the graph in place; call `recompile()` afterwards (passes do this through PassContext).
   Graph& mutable_graph() { return graph_; }

@@ -50,6 +50,11 @@ inline constexpr const char* kAdaptiveAvgPool = "adaptive_avg_pool";  ///< outpu
 inline constexpr const char* kMean = "mean";                          ///< dims, keepdim
 inline constexpr const char* kDropout = "dropout";                    ///< p; identity in eval mode
 inline constexpr const char* kChannelShuffle = "channel_shuffle";     ///< groups
+/// (x, scale, zero_point) quantize-dequantize with the straight-through gradient: qmin, qmax, axis (-1 for
+/// per-tensor, else the channel axis of scale/zero_point), group_size (0, or k: x is viewed as rows of k
+/// elements, one scale per row, for group-wise weights), learnable (scale and zero point learn as in LSQ).
+/// scale is float32 and zero_point int32 tensors; both are `param` buffers (parameters when learnable).
+inline constexpr const char* kFakeQuant = "fake_quant";
 
 /// True for ops that act on each element alone (a channel's output depends on that channel only).
 bool is_elementwise_unary(const std::string& kind);

@@ -99,6 +99,8 @@ struct PassContext {
   /// Verify the graph after every pass (cheap; on by default).
   bool verify = true;
   std::vector<PassRecord> records;
+  /// Input batches for passes that calibrate (quantization, GPTQ); empty when no data was given.
+  std::vector<torch::Tensor> calibration;
   std::vector<std::shared_ptr<PassInstrument>> instruments;
 
   /// Cost analysis of the module, computed once and reused until a pass changes the graph.
