@@ -882,7 +882,7 @@ void quantize_weights_impl(GraphModuleImpl& work, const std::vector<torch::Tenso
       continue;
     }
     const std::string wname = weight_name(work.graph(), layer);
-    const torch::Tensor w = work.tensor(wname);
+    const torch::Tensor w = work.tensor(wname).clone();  // set_tensor below overwrites the registered tensor
     const int64_t rows = w.size(0), k = w.numel() / rows;
     int64_t group = plan.group_size;
     if (group > 0 && (k % group != 0 || k < group)) {
