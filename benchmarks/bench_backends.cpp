@@ -21,28 +21,12 @@
 
 #include <tailor/tailor.hpp>
 
+#include "torchscript_executable.hpp"
+
 using namespace tailor;
+using tailor::bench::TorchScriptExecutable;
 
 namespace {
-
-// A TorchScript module behind the Executable interface, so the Profiler's loop times it too.
-class TorchScriptExecutable final : public Executable {
- public:
-  explicit TorchScriptExecutable(torch::jit::Module m) : m_(std::move(m)) {}
-  std::string backend() const override { return "torchscript"; }
-  c10::Device device() const override { return c10::Device(c10::kCPU); }
-  c10::IValue run(const std::vector<c10::IValue>& inputs) override {
-    c10::InferenceMode guard;
-    return m_.forward(inputs);
-  }
-  c10::IValue run_timed(const std::vector<c10::IValue>& inputs, std::vector<StepTime>&) override { return run(inputs); }
-  int64_t peak_activation_bytes() const override { return 0; }
-  int64_t weight_bytes() const override { return 0; }
-  std::string summary() const override { return "torch::jit::freeze'd module"; }
-
- private:
-  torch::jit::Module m_;
-};
 
 std::vector<int64_t> parse_list(const std::string& s) {
   std::vector<int64_t> out;

@@ -207,11 +207,39 @@ TEST_CASE("post-training int8 on fashion-resnet: close to float, exported, reloa
   CHECK(q::strip_fake_quant(*m) == count_kind(back->graph(), ops::kFakeQuant));
   CHECK(count_kind(m->graph(), ops::kFakeQuant) == 0);
 
-  // onednn-cpu runs the quantized graph (fake-quant nodes on ATen) with the same outputs.
+  // onednn-cpu runs every quantized layer as a real u8 x s8 primitive with the fake-quant graph's outputs
+  // (int32 accumulation instead of float sums: differences at float rounding level).
   CompileOptions co;
   co.input_shapes = {{8, 1, 28, 28}};
   auto exe = compile("onednn-cpu", *back, co);
-  CHECK(max_rel(exe->run({x}).toTensor(), out) < 1e-4);
+  INFO(exe->summary());
+  CHECK(exe->summary().find(std::to_string(r.layers.size() - 1) + " int8 layers") != std::string::npos);
+  CHECK(max_rel(exe->run({x}).toTensor(), out) < 1e-3);
+}
+
+TEST_CASE("onednn-cpu runs int8 layers and folds fake-quantized weights", "[quant][onednn]") {
+  for (const std::string name : {"fashion-cnn", "fashion-resnet"}) {
+    GraphModule m = trained_like(name, 21);
+    const auto calib = random_batches(3, {16, 1, 28, 28}, 22);
+    const torch::Tensor x = random_batches(1, {4, 1, 28, 28}, 23)[0];
+    GraphModule i8 = clone_module(*m);
+    const q::QuantReport r = q::quantize_static(*i8, calib);
+    torch::NoGradGuard g;
+    const torch::Tensor ref = i8->forward(x);
+    CompileOptions co;
+    co.input_shapes = {{4, 1, 28, 28}};
+    auto exe = compile("onednn-cpu", *i8, co);
+    INFO(name << ": " << exe->summary());
+    CHECK(exe->summary().find(std::to_string(r.layers.size()) + " int8 layers") != std::string::npos);
+    CHECK(max_rel(exe->run({x}).toTensor(), ref) < 1e-3);
+    // Weight-only int4: the weights are folded constants, the layers run as float primitives.
+    GraphModule w4 = clone_module(*m);
+    q::quantize_weights(*w4, {}, q::WeightOnlyOptions{4, 32, false, "rtn"});
+    auto exe4 = compile("onednn-cpu", *w4, co);
+    INFO(exe4->summary());
+    CHECK(exe4->summary().find("fake_quant") == std::string::npos);  // nothing quantizes at run time
+    CHECK(max_rel(exe4->run({x}).toTensor(), w4->forward(x)) < 1e-4);
+  }
 }
 
 TEST_CASE("quantization-aware training: scales learn (LSQ), gradients reach weights", "[quant]") {

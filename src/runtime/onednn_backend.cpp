@@ -7,6 +7,12 @@
 // so reorders happen only where the graph enters or leaves oneDNN. Weights are reordered once, at compile
 // time. Post-ops fuse activations into convolutions and inner products, and a residual add (with an optional
 // ReLU after it) into the convolution that produces one of its operands (the `sum` post-op).
+//
+// Quantized graphs (fake_quant nodes from tailor::quant) run in real int8: a convolution or linear layer whose
+// input is a per-tensor uint8 fake_quant and whose weight is a symmetric int8 fake_quant of a parameter becomes
+// a u8 x s8 primitive (source zero point, per-channel output scales, int32 accumulation, f32 output with the
+// same post-ops). Its input is quantized by a scaling reorder straight into the layout the primitive wants.
+// Fake-quantized weights of any other scheme (weight-only int4, ...) are constants folded at compile time.
 #include <chrono>
 #include <map>
 #include <memory>
@@ -201,6 +207,43 @@ class OnednnExecutable final : public Executable {
     return &u;
   }
   torch::Tensor weight(const Node& param) const { return module_->tensor(param.s("name")).detach().contiguous(); }
+  // A tensor known at compile time: a parameter, or a fake_quant of parameters (quantized weights).
+  const Node* fq_of_params(int v) const {
+    const Node* p = graph_.producer(v);
+    if (!p || p->kind != ops::kFakeQuant) return nullptr;
+    for (int in : p->inputs)
+      if (!param_of(in)) return nullptr;
+    return p;
+  }
+  bool is_const(int v) const { return param_of(v) || fq_of_params(v); }
+  torch::Tensor const_tensor(int v) {
+    if (const Node* p = param_of(v)) return weight(*p);
+    auto it = folded_.find(v);
+    if (it != folded_.end()) return it->second;
+    const Node* fq = fq_of_params(v);
+    TAILOR_INTERNAL_ASSERT(fq, "value ", graph_.value(v).name, " is not a compile-time constant");
+    torch::NoGradGuard no_grad;
+    const torch::Tensor t =
+        fake_quant(weight(*param_of(fq->inputs[0])), weight(*param_of(fq->inputs[1])), weight(*param_of(fq->inputs[2])),
+                   {fq->i("qmin"), fq->i("qmax"), fq->i("axis", -1), fq->i("group_size", 0)}, false)
+            .contiguous();
+    folded_[v] = t;
+    return t;
+  }
+  // An activation fake_quant that int8 primitives can take: per tensor, uint8 full range, on an f32 tensor.
+  bool is_u8_activation_quant(const Node& n) const {
+    return n.kind == ops::kFakeQuant && act_ == dt::f32 && !param_of(n.inputs[0]) && is_f32_tensor(n.inputs[0]) &&
+           n.i("axis", -1) < 0 && n.i("group_size", 0) == 0 && n.i("qmin") == 0 && n.i("qmax") == 255 &&
+           param_of(n.inputs[1]) && param_of(n.inputs[2]);
+  }
+  // A weight fake_quant that int8 primitives can take: symmetric int8 of a parameter, per tensor or per
+  // output channel.
+  bool is_s8_weight_quant(int v) const {
+    const Node* fq = fq_of_params(v);
+    if (!fq || fq->i("group_size", 0) != 0 || fq->i("qmin") < -128 || fq->i("qmax") > 127 || fq->i("axis", -1) > 0)
+      return false;
+    return module_->tensor(param_of(fq->inputs[2])->s("name")).eq(0).all().item<bool>();
+  }
 
   MemRef own(const torch::Tensor& t, const memory::desc& desc) {
     MemRef r;
@@ -238,6 +281,8 @@ class OnednnExecutable final : public Executable {
     if (it == pending_.end()) return;
     const int id = it->second;
     pending_.erase(it);
+    // A deferred fake_quant reads other values; they are made available to ATen first.
+    for (int in : graph_.node(id).inputs) ensure_aten(in);
     Step s;
     s.type = Step::Type::Aten;
     s.node = graph_.node(id).name;
@@ -416,15 +461,55 @@ class OnednnExecutable final : public Executable {
     return n;
   }
 
+  struct Int8Layer {
+    torch::Tensor weight;  // s8, the layer's own layout
+    torch::Tensor bias;    // f32, divided by the output scales (oneDNN adds it before scaling)
+    std::vector<float> output_scales;
+    bool per_channel = false;
+    int32_t src_zero_point = 0;
+  };
+  Int8Layer int8_layer(const Node& act_quant, int weight_value, const torch::Tensor& w, const torch::Tensor& bias) {
+    const Node* wq = fq_of_params(weight_value);
+    const float sx = weight(*param_of(act_quant.inputs[1])).item<float>();
+    const torch::Tensor sw = weight(*param_of(wq->inputs[1])).to(torch::kFloat);
+    Int8Layer q;
+    q.src_zero_point = weight(*param_of(act_quant.inputs[2])).item<int32_t>();
+    q.per_channel = wq->i("axis", -1) == 0 && sw.numel() > 1;
+    std::vector<int64_t> view(static_cast<size_t>(w.dim()), 1);
+    view[0] = -1;
+    const torch::Tensor inv = sw.reciprocal().reshape(q.per_channel ? view : std::vector<int64_t>{1});
+    q.weight = (w * inv).round().clamp(wq->i("qmin"), wq->i("qmax")).to(torch::kChar).contiguous();
+    const torch::Tensor out_scales = (sw * sx).reshape({-1}).contiguous();
+    q.output_scales.assign(out_scales.data_ptr<float>(), out_scales.data_ptr<float>() + out_scales.numel());
+    if (bias.defined()) q.bias = (bias.reshape({-1}) / out_scales).contiguous();
+    return q;
+  }
+  // The input of an int8 layer: its f32 source scaled, rounded and shifted by the zero point into u8, in the
+  // layout the primitive chose (one reorder, the quantization itself).
+  MemRef quantized_input(const Node& act_quant, const memory::desc& want, const std::string& node) {
+    const float sx = weight(*param_of(act_quant.inputs[1])).item<float>();
+    const int32_t zx = weight(*param_of(act_quant.inputs[2])).item<int32_t>();
+    MemRef cur = dnnl_ref(act_quant.inputs[0]);
+    MemRef out = new_buffer(want);
+    dnnl::primitive_attr attr;
+    attr.set_output_scales(0, {1.0f / sx});
+    attr.set_zero_points(DNNL_ARG_DST, 0, {zx});
+    add_dnnl_step(node, "quantize", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want, attr)),
+                  {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, out}});
+    temps_.push_back(out);
+    return out;
+  }
+
   bool lower_conv(const Node& n) {
     const int x = n.inputs[0];
-    const Node* wp = param_of(n.inputs[1]);
-    if (!wp || !is_f32_tensor(x) || !(param_of(n.inputs[2]) || is_none(n.inputs[2]))) return false;
+    if (!is_const(n.inputs[1]) || !is_f32_tensor(x) || !(is_const(n.inputs[2]) || is_none(n.inputs[2]))) return false;
     const auto& xs = shape(x);
     const auto& os = shape(n.outputs[0]);
     const size_t spatial = xs.size() - 2;
     if (spatial < 1 || spatial > 3) return false;
-    const torch::Tensor w = weight(*wp);
+    const Node* xq = graph_.producer(x);
+    const bool int8 = xq && deferred_quant_.count(x) && is_s8_weight_quant(n.inputs[1]);
+    const torch::Tensor w = int8 ? weight(*param_of(fq_of_params(n.inputs[1])->inputs[0])) : const_tensor(n.inputs[1]);
     const int64_t groups = n.i("groups");
     memory::dims strides, dil, pad_l, pad_r, kernel;
     for (size_t k = 0; k < spatial; ++k) {
@@ -441,15 +526,21 @@ class OnednnExecutable final : public Executable {
       wdims[0] /= groups;
       wdims.insert(wdims.begin(), groups);
     }
-    const memory::desc wplain(wdims, dt::f32, plain_tag(wdims.size()));
-    const memory::desc src_any(memory::dims(xs.begin(), xs.end()), act_, tag::any);
+    const memory::desc wplain(wdims, int8 ? dt::s8 : dt::f32, plain_tag(wdims.size()));
+    const memory::desc src_any(memory::dims(xs.begin(), xs.end()), int8 ? dt::u8 : act_, tag::any);
     const memory::desc dst_any(memory::dims(os.begin(), os.end()), act_, tag::any);
-    const memory::desc w_any(wdims, act_, tag::any);
+    const memory::desc w_any(wdims, int8 ? dt::s8 : act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({os[1]}, dt::f32, tag::a) : memory::desc();
     Fusion f = plan_fusion(n, true);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post_ops_of(f));
+    Int8Layer q;
+    if (int8) {
+      q = int8_layer(*xq, n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
+      attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+    }
     dnnl::convolution_forward::primitive_desc pd;
     try {
       dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
@@ -460,36 +551,44 @@ class OnednnExecutable final : public Executable {
     }
     if (is_reference(pd)) return false;
     const std::string name = n.name;
-    MemRef src = dnnl_ref_as(x, pd.src_desc(), name);
-    MemRef wref = own_reordered(w, wplain, pd.weights_desc());
+    MemRef src = int8 ? quantized_input(*xq, pd.src_desc(), name) : dnnl_ref_as(x, pd.src_desc(), name);
+    MemRef wref = own_reordered(int8 ? q.weight : w, wplain, pd.weights_desc());
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wref}};
-    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(weight(*param_of(n.inputs[2])), b_desc)});
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(int8 ? q.bias : const_tensor(n.inputs[2]), b_desc)});
     MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), src, name) : new_buffer(pd.dst_desc());
     args.push_back({DNNL_ARG_DST, dst});
-    add_dnnl_step(name, "conv", fused_names(f), dnnl::convolution_forward(pd), std::move(args));
+    add_dnnl_step(name, int8 ? "conv int8" : "conv", fused_names(f), dnnl::convolution_forward(pd), std::move(args));
     define(f.out, dst);
     ++lowered_;
+    int8_ += int8;
     fused_ += static_cast<int>(f.eltwise.size()) + (f.add ? 1 : 0);
     return true;
   }
 
   bool lower_linear(const Node& n) {
     const int x = n.inputs[0];
-    const Node* wp = param_of(n.inputs[1]);
-    if (!wp || !is_f32_tensor(x) || !(param_of(n.inputs[2]) || is_none(n.inputs[2]))) return false;
+    if (!is_const(n.inputs[1]) || !is_f32_tensor(x) || !(is_const(n.inputs[2]) || is_none(n.inputs[2]))) return false;
     const auto& xs = shape(x);
-    const torch::Tensor w = weight(*wp);  // [N, K]
+    const Node* xq = graph_.producer(x);
+    const bool int8 = xq && deferred_quant_.count(x) && is_s8_weight_quant(n.inputs[1]);
+    const torch::Tensor w = int8 ? weight(*param_of(fq_of_params(n.inputs[1])->inputs[0])) : const_tensor(n.inputs[1]);  // [N, K]
     const int64_t k = xs.back(), nout = w.size(0);
     const int64_t m = std::accumulate(xs.begin(), xs.end() - 1, int64_t{1}, std::multiplies<int64_t>());
-    const memory::desc src_d({m, k}, act_, tag::ab);
+    const memory::desc src_d({m, k}, int8 ? dt::u8 : act_, tag::ab);
     const memory::desc dst_d({m, nout}, act_, tag::ab);
-    const memory::desc w_plain({k, nout}, dt::f32, tag::ba);  // W^T viewed in place
-    const memory::desc w_any({k, nout}, act_, tag::any);
+    const memory::desc w_plain({k, nout}, int8 ? dt::s8 : dt::f32, tag::ba);  // W^T viewed in place
+    const memory::desc w_any({k, nout}, int8 ? dt::s8 : act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({1, nout}, dt::f32, tag::ab) : memory::desc();
     Fusion f = plan_fusion(n, false);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post_ops_of(f));
+    Int8Layer q;
+    if (int8) {
+      q = int8_layer(*xq, n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
+      attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+    }
     dnnl::matmul::primitive_desc pd;
     try {
       dnnl::matmul::desc d(src_d, w_any, b_desc, dst_d);
@@ -499,18 +598,24 @@ class OnednnExecutable final : public Executable {
     }
     if (is_reference(pd)) return false;
     // The input must be plain and contiguous; a blocked 2-d layout is reordered, an N-d one is viewed as [M, K].
-    MemRef src = dnnl_ref(x);
-    if (!(src.desc == act_desc(xs))) src = dnnl_ref_as(x, act_desc(xs), n.name);
+    MemRef src;
+    if (int8) {
+      src = quantized_input(*xq, memory::desc(memory::dims(xs.begin(), xs.end()), dt::u8, plain_tag(xs.size())), n.name);
+    } else {
+      src = dnnl_ref(x);
+      if (!(src.desc == act_desc(xs))) src = dnnl_ref_as(x, act_desc(xs), n.name);
+    }
     src.desc = src_d;
-    std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src},
-                                                {DNNL_ARG_WEIGHTS, own_reordered(w, w_plain, pd.weights_desc())}};
-    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(weight(*param_of(n.inputs[2])), b_desc)});
+    std::vector<std::pair<int, MemRef>> args = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, own_reordered(int8 ? q.weight : w, w_plain, pd.weights_desc())}};
+    if (has_bias) args.push_back({DNNL_ARG_BIAS, own(int8 ? q.bias.reshape({1, nout}) : const_tensor(n.inputs[2]), b_desc)});
     MemRef dst = new_buffer(dst_d);
     args.push_back({DNNL_ARG_DST, dst});
-    add_dnnl_step(n.name, "linear", fused_names(f), dnnl::matmul(pd), std::move(args));
+    add_dnnl_step(n.name, int8 ? "linear int8" : "linear", fused_names(f), dnnl::matmul(pd), std::move(args));
     dst.desc = act_desc(shape(f.out));
     define(f.out, dst);
     ++lowered_;
+    int8_ += int8;
     fused_ += static_cast<int>(f.eltwise.size());
     return true;
   }
@@ -891,10 +996,21 @@ class OnednnExecutable final : public Executable {
         continue;
       }
       const Node& n = graph_.node(id);
-      if (n.kind == ops::kParam || n.kind == ops::kConstant) {
+      if (n.kind == ops::kParam || n.kind == ops::kConstant || (n.kind == ops::kFakeQuant && fq_of_params(n.outputs[0]))) {
         // Weights reach lowered nodes at compile time; the node runs only if a fallback reads its value.
         homes_[n.outputs[0]].where = Home::Where::Aten;
         pending_[n.outputs[0]] = id;
+        continue;
+      }
+      if (is_u8_activation_quant(n)) {
+        // Deferred: int8 layers reading it quantize its input themselves; anything else gets the fake-quantized
+        // f32 value computed on demand, so the input stays alive as long as this node's readers.
+        homes_[n.outputs[0]].where = Home::Where::Aten;
+        pending_[n.outputs[0]] = id;
+        deferred_quant_.insert(n.outputs[0]);
+        const int x = n.inputs[0];
+        last_reader_pos_[x] = std::max(last_reader_pos_[x], last_reader_pos_[n.outputs[0]]);
+        release_dead(static_cast<int>(p));
         continue;
       }
       bool done = false;
@@ -934,6 +1050,7 @@ class OnednnExecutable final : public Executable {
     os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_name() << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
        << dnnl::version()->patch << "): " << lowered_ << " nodes lowered, " << fused_ << " fused as post-ops, "
        << reorders_ << " reorders, " << fallbacks_ << " on ATen";
+    if (int8_) os << ", " << int8_ << " int8 layers";
     if (!fallback_kinds_.empty()) {
       os << " (";
       bool first = true;
@@ -1035,6 +1152,9 @@ class OnednnExecutable final : public Executable {
   std::set<int> used_;  // nodes fused into an earlier step
   Pool pool_;
   dt act_ = dt::f32;
+  std::map<int, torch::Tensor> folded_;  // fake-quantized weights, computed once
+  std::set<int> deferred_quant_;          // activation fake_quant outputs that int8 layers consume directly
+  int int8_ = 0;
   int64_t weight_bytes_ = 0, fallback_peak_ = 0;
   int lowered_ = 0, fused_ = 0, reorders_ = 0, fallbacks_ = 0;
   std::set<std::string> fallback_kinds_;
@@ -1052,7 +1172,8 @@ class OnednnBackend final : public Backend {
                    "this CPU's oneDNN ISA is ", isa);
     } else {
       TAILOR_CHECK(options.dtype == "float32", "backend onednn-cpu: dtype '", options.dtype,
-                   "' is not one of float32, bfloat16 (int8 needs a quantized graph: tailor quantize)");
+                   "' is not one of float32, bfloat16 (int8: quantize the graph with tailor quantize and compile it "
+                   "as float32; its int8 layers then run as u8 x s8 primitives)");
     }
     if (options.threads > 0) set_threads(options.threads);
     auto prepared = prepare_for_inference(module, options);
