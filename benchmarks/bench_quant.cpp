@@ -1,12 +1,15 @@
 // Quantization, measured on Fashion-MNIST.
 //
 //   bench_quant [--seeds 3] [--epochs 3] [--limit 20000] [--calib 512] [--out DIR] [MODEL ...]
+//   bench_quant --cle [--seeds 3] [--epochs 2] [--limit 20000]
 //
 // Per model (default fashion-cnn, fashion-resnet) and seed: train fp32 on the first `limit` training images,
 // save it to DIR/<model>_s<seed>.pt (for benchmarks/pytorch_ptq.py, which quantizes the same file with
 // PyTorch's FX PTQ on the same calibration images), then measure top-1 on the 10k test images of:
 // int8 PTQ with each observer, with bias correction, QAT (LSQ, 1 epoch), weight-only w8, and w4 (group 32)
 // by round-to-nearest and by GPTQ. Calibration: the first `calib` training images in order, batches of 64.
+// --cle: a MobileNetV2 (1 input channel, 10 classes) trained per seed, then int8 PTQ with per-tensor and
+// per-channel weights, each without and with cross-layer equalization: top-1 and the logits' relative error.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -39,10 +42,56 @@ double stdev(const std::vector<double>& v) {
   return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
+int cle_bench(Trainer& t, const std::vector<torch::Tensor>& calib, int seeds, int epochs) {
+  std::map<std::string, std::vector<double>> acc, err;
+  std::vector<std::string> order;
+  const torch::Tensor probe = t.test.images.slice(0, 0, 500);
+  for (int s = 0; s < seeds; ++s) {
+    torch::manual_seed(static_cast<uint64_t>(s));
+    GraphModule fp = models::capture_model("mobilenet_v2", models::ZooOptions().num_classes(10).in_channels(1).seed(static_cast<uint64_t>(s)));
+    t.fit(*fp, epochs, 0.05, static_cast<uint64_t>(s), nullptr);
+    torch::Tensor ref;
+    {
+      torch::NoGradGuard g;
+      fp->eval();
+      ref = fp->forward(probe);
+    }
+    auto record = [&](const std::string& key, GraphModuleImpl& m) {
+      if (!acc.count(key)) order.push_back(key);
+      acc[key].push_back(t.accuracy(m));
+      torch::NoGradGuard g;
+      err[key].push_back((m.forward(probe) - ref).norm().item<double>() / ref.norm().item<double>());
+    };
+    record("fp32", *fp);
+    for (bool per_channel : {false, true})
+      for (bool equalize : {false, true}) {
+        GraphModule m = clone_module(*fp);
+        quant::PtqOptions o;
+        o.weights.per_channel = per_channel;
+        o.equalize = equalize;
+        quant::quantize_static(*m, calib, o);
+        record(std::string("int8, ") + (per_channel ? "per-channel" : "per-tensor") + " weights" +
+                   (equalize ? " + CLE" : ""),
+               *m);
+      }
+    std::fprintf(stderr, "mobilenet_v2 seed %d done\n", s);
+  }
+  std::printf("\nmobilenet_v2 (width 1, 1x28x28 input) on Fashion-MNIST (%lld training images, %d epoch(s), %d seed(s)); "
+              "error: relative L2 error of the logits against fp32 on 500 test images\n\n"
+              "| variant | top-1 %% (mean +- std) | vs fp32 (points) | logits error (mean) |\n|---|---|---|---|\n",
+              static_cast<long long>(t.train.size()), epochs, seeds);
+  const double base = mean(acc["fp32"]);
+  for (const auto& key : order)
+    std::printf("| %s | %.2f +- %.2f | %+.2f | %.4f |\n", key.c_str(), 100 * mean(acc[key]), 100 * stdev(acc[key]),
+                100 * (mean(acc[key]) - base), mean(err[key]));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   int seeds = 3, epochs = 3;
+  bool cle = false;
   int64_t limit = 20000, calib_images = 512;
   std::string out_dir = "bench_quant_models";
   std::vector<std::string> names;
@@ -57,6 +106,7 @@ int main(int argc, char** argv) try {
     else if (a == "--limit") limit = std::stoll(next());
     else if (a == "--calib") calib_images = std::stoll(next());
     else if (a == "--out") out_dir = next();
+    else if (a == "--cle") cle = true;
     else names.push_back(a);
   }
   if (names.empty()) names = {"fashion-cnn", "fashion-resnet"};
@@ -67,6 +117,7 @@ int main(int argc, char** argv) try {
   std::vector<torch::Tensor> calib;
   for (const auto& b : data::batches(data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), calib_images), 64, false))
     calib.push_back(b.images);
+  if (cle) return cle_bench(t, calib, seeds, epochs);
   const auto start = std::chrono::steady_clock::now();
   for (const auto& name : names) {
     std::map<std::string, std::vector<double>> acc;
