@@ -1,4 +1,5 @@
-// The `tailor` command-line tool: verbs over the library (inspect, convert, profile, prune, passes, version).
+// The `tailor` command-line tool: verbs over the library (inspect, convert, profile, prune, quantize, eval,
+// train, distill, launch, passes, version).
 #include <filesystem>
 #include <iostream>
 
@@ -8,6 +9,8 @@
 #include <torch/torch.h>
 
 #include "tailor/tailor.hpp"
+#include "tailor/train/distributed.hpp"
+#include "tailor/train/train.hpp"
 
 namespace {
 
@@ -458,6 +461,123 @@ int quantize_cmd(const std::string& model, const std::string& input, const std::
   return 0;
 }
 
+
+struct TrainArgs {
+  std::string data = "fashion-mnist";
+  double width = 1.0;
+  int64_t limit = -1;
+  int64_t eval_limit = -1;
+  bool no_eval = false;
+  std::string checkpoint;
+  bool no_resume = false;
+  double temperature = 4.0;
+  double alpha = 0.9;
+  std::vector<std::string> hints, attention;
+  double hint_weight = 1.0, attention_weight = 500.0;
+  train::TrainOptions options;
+};
+
+// A student or model to train: a file, or a zoo architecture built fresh for Fashion-MNIST at --width.
+GraphModule trainable_model(const std::string& model, const TrainArgs& a) {
+  if (models::is_model_name(model) && !std::filesystem::exists(model))
+    return models::capture_model(model, models::ZooOptions().width(a.width).seed(a.options.seed));
+  return load_model(model);
+}
+
+std::vector<train::TapPair> tap_pairs(const std::vector<std::string>& specs, const char* flag) {
+  std::vector<train::TapPair> out;
+  for (const auto& spec : specs) {
+    const auto eq = spec.find('=');
+    TAILOR_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < spec.size(), flag, " '", spec,
+                 "' must be STUDENT_NODE=TEACHER_NODE");
+    out.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+  }
+  return out;
+}
+
+// `tailor train` (teacher empty) and `tailor distill`: Fashion-MNIST training on one process or, under
+// `tailor launch`, on c10d/Gloo ranks (rank 0 writes the checkpoint, the output and the report).
+int train_cmd(const std::string& teacher_path, const std::string& student_path, const std::string& out, TrainArgs a,
+              bool json) {
+  TAILOR_CHECK(a.data == "fashion-mnist", "--data must be fashion-mnist, got '", a.data, "'");
+  TAILOR_CHECK(!out.empty(), "-o/--output is required");
+  a.options.distributed = train::Distributed::from_env();
+  const int rank = a.options.distributed ? a.options.distributed->rank() : 0;
+  GraphModule student = trainable_model(student_path, a);
+  std::optional<GraphModule> teacher;
+  if (!teacher_path.empty()) teacher = load_model(teacher_path);
+  const data::Dataset train_set = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), a.limit);
+  data::Dataset test_set;
+  if (!a.no_eval) test_set = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), a.eval_limit);
+  train::DistillOptions d;
+  d.temperature = a.temperature;
+  d.alpha = a.alpha;
+  d.hints = tap_pairs(a.hints, "--hint");
+  d.attention = tap_pairs(a.attention, "--attention");
+  d.hint_weight = a.hint_weight;
+  d.attention_weight = a.attention_weight;
+  a.options.checkpoint = a.checkpoint;
+  a.options.resume = !a.no_resume;
+  a.options.progress = !json && rank == 0;
+  const train::TrainResult r =
+      teacher ? train::distill(*teacher, student, train_set, a.no_eval ? nullptr : &test_set, a.options, d)
+              : train::finetune(student, train_set, a.no_eval ? nullptr : &test_set, a.options);
+  if (rank != 0) return 0;
+  const auto parent = std::filesystem::path(out).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  save(*student, out);
+  torch::NoGradGuard g;
+  const CostReport cost = analyze(*student, {{1, 1, 28, 28}});
+  nlohmann::json report = {{"student", student_path}, {"output", out}, {"epochs", r.history.size()},
+                           {"steps", r.steps}, {"seconds", r.seconds}, {"params", cost.params}, {"macs", cost.macs},
+                           {"resumed_after_epoch", r.resumed_after_epoch}, {"stopped_early", r.stopped_early},
+                           {"ranks", a.options.distributed ? a.options.distributed->world_size() : 1}};
+  if (teacher) report["teacher"] = teacher_path;
+  if (!a.no_eval) {
+    report["top1"] = r.best_epoch > 0 && a.options.restore_best ? r.best_accuracy : r.history.back().eval_accuracy;
+    report["best_epoch"] = r.best_epoch;
+  }
+  nlohmann::json hist = nlohmann::json::array();
+  for (const auto& e : r.history)
+    hist.push_back({{"epoch", e.epoch}, {"loss", e.train_loss}, {"top1", e.eval_accuracy}, {"lr", e.lr},
+                    {"seconds", e.seconds}, {"images_per_second_per_rank", e.images_per_second}});
+  report["history"] = hist;
+  if (json) {
+    std::cout << report.dump(2) << "\n";
+  } else {
+    std::cout << fmt::format("{} -> {}: {} params, {} MACs, {} epochs in {:.0f} s", student_path, out,
+                             human(static_cast<double>(cost.params)), human(static_cast<double>(cost.macs)),
+                             r.history.size(), r.seconds);
+    if (report.contains("top1")) std::cout << fmt::format(", top-1 {:.2f}%", 100 * report["top1"].get<double>());
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+void add_train_options(CLI::App* sub, TrainArgs& a) {
+  auto& o = a.options;
+  sub->add_option("--data", a.data, "fashion-mnist")->capture_default_str();
+  sub->add_option("--epochs", o.epochs, "training epochs")->capture_default_str();
+  sub->add_option("--batch-size", o.batch_size, "global batch size (split over ranks)")->capture_default_str();
+  sub->add_option("--optimizer", o.optimizer, "sgd, adam or adamw")->capture_default_str();
+  sub->add_option("--lr", o.lr, "peak learning rate")->capture_default_str();
+  sub->add_option("--momentum", o.momentum, "sgd momentum")->capture_default_str();
+  sub->add_option("--weight-decay", o.weight_decay, "weight decay")->capture_default_str();
+  sub->add_option("--schedule", o.schedule.kind, "constant, cosine or step")->capture_default_str();
+  sub->add_option("--warmup-steps", o.schedule.warmup_steps, "linear warm-up steps")->capture_default_str();
+  sub->add_option("--step-epochs", o.schedule.step_epochs, "step schedule: epochs per decay")->capture_default_str();
+  sub->add_option("--gamma", o.schedule.gamma, "step schedule: decay factor")->capture_default_str();
+  sub->add_option("--seed", o.seed, "seed for data order, initialization and dropout")->capture_default_str();
+  sub->add_option("--patience", o.patience, "stop after N epochs without a better top-1 (0: never)")
+      ->capture_default_str();
+  sub->add_option("--width", a.width, "zoo models: channel multiplier")->capture_default_str();
+  sub->add_option("--limit", a.limit, "train on the first N training images");
+  sub->add_option("--eval-limit", a.eval_limit, "evaluate on the first N test images");
+  sub->add_flag("--no-eval", a.no_eval, "no evaluation (and no best-epoch restore)");
+  sub->add_option("--checkpoint", a.checkpoint, "checkpoint file, written after every epoch; resumed when present");
+  sub->add_flag("--no-resume", a.no_resume, "start over even if the checkpoint exists");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -553,6 +673,40 @@ int main(int argc, char** argv) {
   quant_sub->add_option("-o,--output", out, "output .pt file")->required();
   quant_sub->add_flag("--json", json, "print a JSON report");
 
+  TrainArgs targs;
+  std::string teacher;
+  auto* train_sub = app.add_subcommand("train", "train or fine-tune a model on Fashion-MNIST (one process or Gloo ranks)");
+  train_sub->add_option("model", model, "TorchScript file or zoo model name (built fresh at --width)")->required();
+  add_train_options(train_sub, targs);
+  train_sub->add_option("-o,--output", out, "output .pt file")->required();
+  train_sub->add_flag("--json", json, "print a JSON report");
+
+  auto* distill_sub = app.add_subcommand("distill", "train a student from a frozen teacher (KD, hints, attention transfer)");
+  distill_sub->add_option("--teacher", teacher, "teacher: TorchScript file or zoo model")->required();
+  distill_sub->add_option("--student", model, "student: TorchScript file or zoo model name (built fresh at --width)")
+      ->required();
+  add_train_options(distill_sub, targs);
+  distill_sub->add_option("--temperature", targs.temperature, "soft-target temperature T")->capture_default_str();
+  distill_sub->add_option("--alpha", targs.alpha, "weight of the soft-target loss (1 - alpha: labels)")
+      ->capture_default_str();
+  distill_sub->add_option("--hint", targs.hints, "FitNets hint STUDENT_NODE=TEACHER_NODE (repeatable)");
+  distill_sub->add_option("--hint-weight", targs.hint_weight, "weight of the hint losses")->capture_default_str();
+  distill_sub->add_option("--attention", targs.attention, "attention transfer STUDENT_NODE=TEACHER_NODE (repeatable)");
+  distill_sub->add_option("--attention-weight", targs.attention_weight, "weight of the attention losses")
+      ->capture_default_str();
+  distill_sub->add_option("-o,--output", out, "output .pt file")->required();
+  distill_sub->add_flag("--json", json, "print a JSON report");
+
+  train::LaunchOptions largs;
+  std::vector<std::string> launch_argv;
+  auto* launch_sub = app.add_subcommand("launch", "start N ranks of a command on this machine (c10d/Gloo, torchrun's variables)");
+  launch_sub->add_option("-n,--nproc", largs.nproc, "ranks on this machine")->capture_default_str();
+  launch_sub->add_option("--nnodes", largs.nnodes, "machines")->capture_default_str();
+  launch_sub->add_option("--node-rank", largs.node_rank, "this machine's index")->capture_default_str();
+  launch_sub->add_option("--master-addr", largs.master_addr, "address of rank 0's machine")->capture_default_str();
+  launch_sub->add_option("--master-port", largs.master_port, "port of rank 0's store")->capture_default_str();
+  launch_sub->add_option("command", launch_argv, "the command and its arguments (after --)")->required();
+
   auto* passes_cmd = app.add_subcommand("passes", "list the registered passes");
   passes_cmd->add_flag("--json", json, "print JSON");
 
@@ -564,6 +718,13 @@ int main(int argc, char** argv) {
     if (prune_sub->parsed()) return prune_cmd(model, input, out, prargs, json);
     if (eval_sub->parsed()) return eval_cmd(model, data_source, limit, json);
     if (quant_sub->parsed()) return quantize_cmd(model, input, out, qargs, json);
+    if (train_sub->parsed()) return train_cmd("", model, out, targs, json);
+    if (distill_sub->parsed()) return train_cmd(teacher, model, out, targs, json);
+    if (launch_sub->parsed()) {
+      // `tailor launch -n 2 -- tailor train ...` runs this very binary, wherever it is installed.
+      if (!launch_argv.empty() && launch_argv[0] == "tailor") launch_argv[0] = std::filesystem::read_symlink("/proc/self/exe");
+      return train::launch(launch_argv, largs);
+    }
     if (passes_cmd->parsed()) {
       nlohmann::json list = nlohmann::json::array();
       for (const auto& p : tailor::registered_passes()) {

@@ -219,6 +219,9 @@ void register_prune_passes(const std::function<void(const std::string&, PassFact
 namespace quant::detail {
 void register_quant_passes(const std::function<void(const std::string&, PassFactory)>& add);
 }  // namespace quant::detail
+namespace train::detail {
+void register_train_passes(const std::function<void(const std::string&, PassFactory)>& add);
+}  // namespace train::detail
 
 namespace {
 
@@ -253,6 +256,7 @@ Registry& registry() {
     };
     detail::register_prune_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
     quant::detail::register_quant_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
+    train::detail::register_train_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
     reg->factories["canonicalize"] = [] {
       return simple("canonicalize", "rewrite traced idioms (addmm with a transposed weight) into native ops",
                     [](GraphModuleImpl& m) { return canonicalize(m.mutable_graph()); });
