@@ -1,12 +1,12 @@
 // Quantization, measured on Fashion-MNIST.
 //
-//   bench_quant [--seeds 3] [--epochs 3] [--limit 20000] [--calib 512] [--out DIR] [MODEL ...]
+//   bench_quant [--seeds 3] [--epochs 3] [--limit 20000] [--calib 512] [--out DIR] [--only SUBSTR,...] [MODEL ...]
 //   bench_quant --cle [--seeds 3] [--epochs 2] [--limit 20000]
 //
 // Per model (default fashion-cnn, fashion-resnet) and seed: train fp32 on the first `limit` training images,
 // save it to DIR/<model>_s<seed>.pt (for benchmarks/pytorch_ptq.py, which quantizes the same file with
 // PyTorch's FX PTQ on the same calibration images), then measure top-1 on the 10k test images of:
-// int8 PTQ with each observer, with bias correction, QAT (LSQ, 1 epoch), weight-only w8, and w4 (group 32)
+// int8 PTQ with each observer, with bias correction, QAT (LSQ, Adam, 1 epoch), weight-only w8, and w4 (group 32)
 // by round-to-nearest and by GPTQ. Calibration: the first `calib` training images in order, batches of 64.
 // --cle: a MobileNetV2 (1 input channel, 10 classes) trained per seed, then int8 PTQ with per-tensor and
 // per-channel weights, each without and with cross-layer equalization: top-1 and the logits' relative error.
@@ -14,12 +14,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include <tailor/tailor.hpp>
+#include <tailor/train/train.hpp>
 
 #include "trainer.hpp"
 
@@ -93,6 +95,7 @@ int main(int argc, char** argv) try {
   int seeds = 3, epochs = 3;
   bool cle = false;
   int64_t limit = 20000, calib_images = 512;
+  std::string only;  // comma-separated substrings of the variants to run (fp32 always runs)
   std::string out_dir = "bench_quant_models";
   std::vector<std::string> names;
   for (int i = 1; i < argc; ++i) {
@@ -107,6 +110,7 @@ int main(int argc, char** argv) try {
     else if (a == "--calib") calib_images = std::stoll(next());
     else if (a == "--out") out_dir = next();
     else if (a == "--cle") cle = true;
+    else if (a == "--only") only = next();
     else names.push_back(a);
   }
   if (names.empty()) names = {"fashion-cnn", "fashion-resnet"};
@@ -123,6 +127,13 @@ int main(int argc, char** argv) try {
     std::map<std::string, std::vector<double>> acc;
     std::map<std::string, int64_t> bytes;
     std::vector<std::string> order;
+    auto wanted = [&](const std::string& key) {
+      if (only.empty()) return true;
+      std::stringstream list(only);
+      for (std::string part; std::getline(list, part, ',');)
+        if (key.find(part) != std::string::npos) return true;
+      return false;
+    };
     auto record = [&](const std::string& key, GraphModuleImpl& m) {
       if (!acc.count(key)) order.push_back(key);
       acc[key].push_back(t.accuracy(m));
@@ -136,13 +147,14 @@ int main(int argc, char** argv) try {
       record("fp32", *fp);
       save(*fp, out_dir + "/" + name + "_s" + std::to_string(s) + ".pt");
       for (const std::string obs : {"minmax", "moving-minmax", "percentile", "mse", "entropy"}) {
+        if (!wanted("int8 PTQ, " + obs)) continue;
         GraphModule m = clone_module(*fp);
         quant::PtqOptions o;
         o.observer.kind = obs;
         quant::quantize_static(*m, calib, o);
         record("int8 PTQ, " + obs, *m);
       }
-      {
+      if (wanted("bias correction")) {
         GraphModule m = clone_module(*fp);
         quant::PtqOptions o;
         o.observer.kind = "mse";
@@ -151,13 +163,22 @@ int main(int argc, char** argv) try {
         quant::quantize_static(*m, calib, o);
         record("int8 PTQ, mse + mse weights + bias correction", *m);
       }
-      {
+      if (wanted("QAT")) {
+        // LSQ scales on a batch-norm-folded model: Adam at 1e-4 (SGD at the float model's rates diverges).
         GraphModule m = clone_module(*fp);
         quant::QatOptions o;
         o.ptq.observer.kind = "mse";
         quant::prepare_qat(*m, calib, o);
-        t.fit(*m, 1, 0.005, static_cast<uint64_t>(s) + 500, nullptr);
-        record("int8 QAT (LSQ, 1 epoch)", *m);
+        train::TrainOptions to;
+        to.epochs = 1;
+        to.optimizer = "adam";
+        to.lr = 1e-4;
+        to.weight_decay = 0;
+        to.seed = static_cast<uint64_t>(s) + 500;
+        to.progress = false;
+        to.batch_size = t.batch;
+        train::finetune(m, t.train, nullptr, to);
+        record("int8 QAT (LSQ, Adam 1e-4, 1 epoch)", *m);
       }
       for (const auto& [label, bits, group, method] :
            std::vector<std::tuple<std::string, int, int64_t, std::string>>{{"w8 per-channel, rtn", 8, 0, "rtn"},
@@ -165,6 +186,7 @@ int main(int argc, char** argv) try {
                                                                           {"w4 group 32, gptq", 4, 32, "gptq"},
                                                                           {"w4 per-channel, rtn", 4, 0, "rtn"},
                                                                           {"w4 per-channel, gptq", 4, 0, "gptq"}}) {
+        if (!wanted(label)) continue;
         GraphModule m = clone_module(*fp);
         quant::WeightOnlyOptions o;
         o.bits = bits;

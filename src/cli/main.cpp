@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "tailor/tailor.hpp"
+#include "tailor/recipe/recipe.hpp"
 #include "tailor/train/distributed.hpp"
 #include "tailor/train/train.hpp"
 
@@ -554,6 +555,26 @@ int train_cmd(const std::string& teacher_path, const std::string& student_path, 
   return 0;
 }
 
+int compress_cmd(const std::string& recipe_path, const std::string& out, bool no_resume, bool json) {
+  const recipe::Recipe r = recipe::parse_recipe(recipe_path);
+  recipe::RunOptions o;
+  o.output = out;
+  o.resume = !no_resume;
+  o.quiet = json;
+  const recipe::RunResult res = recipe::run_recipe(r, o);
+  if (json) {
+    nlohmann::json j = nlohmann::json::parse(res.manifest.to_json());
+    j["kept"] = res.kept;
+    j["report"] = res.report;
+    j["reused_steps"] = res.reused;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << res.summary;
+    std::cout << "report: " << res.report << "\n";
+  }
+  return 0;
+}
+
 void add_train_options(CLI::App* sub, TrainArgs& a) {
   auto& o = a.options;
   sub->add_option("--data", a.data, "fashion-mnist")->capture_default_str();
@@ -707,6 +728,14 @@ int main(int argc, char** argv) {
   launch_sub->add_option("--master-port", largs.master_port, "port of rank 0's store")->capture_default_str();
   launch_sub->add_option("command", launch_argv, "the command and its arguments (after --)")->required();
 
+  std::string recipe_path;
+  bool no_resume = false;
+  auto* compress_sub = app.add_subcommand("compress", "run a compression recipe: variants, manifest.json and report.html");
+  compress_sub->add_option("recipe", recipe_path, "recipe file (YAML)")->required();
+  compress_sub->add_option("-o,--output", out, "output folder (default: the recipe's 'output')");
+  compress_sub->add_flag("--no-resume", no_resume, "recompute every step even if an earlier run finished it");
+  compress_sub->add_flag("--json", json, "print the manifest as JSON (plus kept variants and the report's path)");
+
   auto* passes_cmd = app.add_subcommand("passes", "list the registered passes");
   passes_cmd->add_flag("--json", json, "print JSON");
 
@@ -718,6 +747,7 @@ int main(int argc, char** argv) {
     if (prune_sub->parsed()) return prune_cmd(model, input, out, prargs, json);
     if (eval_sub->parsed()) return eval_cmd(model, data_source, limit, json);
     if (quant_sub->parsed()) return quantize_cmd(model, input, out, qargs, json);
+    if (compress_sub->parsed()) return compress_cmd(recipe_path, out, no_resume, json);
     if (train_sub->parsed()) return train_cmd("", model, out, targs, json);
     if (distill_sub->parsed()) return train_cmd(teacher, model, out, targs, json);
     if (launch_sub->parsed()) {

@@ -256,7 +256,10 @@ double clip_error(const torch::Tensor& values, double lo, double hi, const QSche
 double entropy_threshold(const torch::Tensor& magnitudes, double amax, int64_t bins, int64_t levels) {
   if (amax <= 0) return amax;
   const torch::Tensor hist_t = torch::histc(magnitudes, bins, 0.0, amax).to(torch::kDouble);
-  const std::vector<double> hist(hist_t.data_ptr<double>(), hist_t.data_ptr<double>() + bins);
+  std::vector<double> hist(hist_t.data_ptr<double>(), hist_t.data_ptr<double>() + bins);
+  // Exact zeros (half of a post-ReLU tensor) all land in bin 0 and would dominate the divergence, pulling the
+  // threshold far down; like NVIDIA's calibrator, count bin 0 as its neighbour.
+  if (bins > 1) hist[0] = hist[1];
   double best_kl = std::numeric_limits<double>::infinity();
   int64_t best_i = bins;
   for (int64_t i = std::min(levels, bins); i <= bins; ++i) {
