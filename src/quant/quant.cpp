@@ -1,5 +1,7 @@
 #include "tailor/quant/quant.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -495,7 +497,10 @@ void check_calibration(const std::vector<torch::Tensor>& calibration, const char
 
 void progress_line(bool on, const char* what, size_t done, size_t total) {
   if (!on) return;
-  std::fprintf(stderr, "\r%s %zu/%zu", what, done, total);
+  // A counter that redraws itself on a terminal; in a log file only the final count.
+  static const bool tty = isatty(2) != 0;
+  if (!tty && done != total) return;
+  std::fprintf(stderr, "%s%s %zu/%zu", tty ? "\r" : "", what, done, total);
   if (done == total) std::fprintf(stderr, "\n");
   std::fflush(stderr);
 }

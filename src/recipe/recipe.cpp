@@ -379,7 +379,7 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tailor report: " << html_escape(r.name)
     << "</title>\n<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}"
        "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-       "td:first-child,th:first-child{text-align:left}tr.kept{background:#e8f6e8}.flag{color:#b00;text-align:left}"
+       "td:first-child,th:first-child{text-align:left}tr.kept{background:#e8f6e8}.flag{color:#b00;text-align:left;max-width:260px}td.pipe{text-align:left;max-width:340px;word-break:break-word}"
        "h2{margin-top:1.6em}.note{color:#555;font-size:14px}svg{background:#fff;border:1px solid #ddd}</style>"
        "</head><body>\n";
   h << "<h1>" << html_escape(r.name) << "</h1>\n<p class=\"note\">Recipe <code>" << html_escape(r.file)
@@ -396,12 +396,20 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
   h << "<table><tr><th>variant</th><th>pipeline</th><th>params</th><th>MACs</th><th>weights</th><th>top-1 %</th>";
   for (const auto& b : r.backends) h << "<th>" << b << " p50 ms</th>";
   h << "<th>flags</th></tr>\n";
+  std::map<std::string, std::string> written;  // each variant's pipeline as the recipe wrote it
+  for (const auto& v : r.variants) {
+    std::string t;
+    for (const auto& p : v.pipeline) t += (t.empty() ? "" : ", ") + p.str();
+    written[v.name] = t;
+  }
   for (const auto& c : m.variants) {
     const bool k = std::find(kept.begin(), kept.end(), c.name) != kept.end();
-    std::string pipe;
-    for (const auto& p : c.provenance) pipe += (pipe.empty() ? "" : ", ") + p.pass;
-    h << "<tr" << (k ? " class=\"kept\"" : "") << "><td>" << html_escape(c.name) << "</td><td style=\"text-align:left\">"
-      << html_escape(pipe.empty() ? "(baseline)" : pipe) << "</td><td>" << human(static_cast<double>(c.params))
+    std::string pipe = written.count(c.name) ? written[c.name] : "";
+    if (c.name == "baseline")
+      pipe = !r.zoo.empty() ? r.zoo + (r.train_epochs > 0 ? " trained " + std::to_string(r.train_epochs) + " epoch(s)" : "")
+                            : r.model_file;
+    h << "<tr" << (k ? " class=\"kept\"" : "") << "><td>" << html_escape(c.name) << "</td><td class=\"pipe\">"
+       << html_escape(pipe) << "</td><td>" << human(static_cast<double>(c.params))
       << "</td><td>" << human(static_cast<double>(c.macs)) << "</td><td>" << human(static_cast<double>(c.weight_bytes))
       << "B</td><td>" << (c.accuracy ? fmt_ms(100 * *c.accuracy) : "-") << "</td>";
     for (const auto& b : r.backends) {
@@ -424,11 +432,21 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
       ymin = std::min(ymin, a);
       ymax = std::max(ymax, a);
     }
-    if (r.latency_ms.count(b)) xmax = std::max(xmax, r.latency_ms.at(b));
+    // Budget and floor are drawn when they fall near the measured points; far away they would squash the
+    // plot, so the caption gives them instead.
+    std::string off_chart;
+    const bool draw_budget = r.latency_ms.count(b) && r.latency_ms.at(b) <= 2 * xmax;
+    if (draw_budget) xmax = std::max(xmax, r.latency_ms.at(b));
+    else if (r.latency_ms.count(b)) off_chart += " Latency budget " + fmt_ms(r.latency_ms.at(b)) + " ms (off the chart).";
     double floor_acc = -1;
     if (r.max_accuracy_drop && base && base->accuracy) {
-      floor_acc = 100 * *base->accuracy - *r.max_accuracy_drop;
-      ymin = std::min(ymin, floor_acc);
+      const double f = 100 * *base->accuracy - *r.max_accuracy_drop;
+      if (f >= ymin - std::max(2.0, ymax - ymin)) {
+        floor_acc = f;
+        ymin = std::min(ymin, floor_acc);
+      } else {
+        off_chart += " Accuracy floor " + fmt_ms(f) + "% (off the chart).";
+      }
     }
     xmax *= 1.1;
     const double pad = std::max(0.5, (ymax - ymin) * 0.1);
@@ -449,7 +467,7 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
     h << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">p50 latency (ms), batch "
       << r.batch << "</text><text x=\"14\" y=\"" << (T + H - B) / 2 << "\" transform=\"rotate(-90 14 " << (T + H - B) / 2
       << ")\" text-anchor=\"middle\">top-1 %</text>\n";
-    if (r.latency_ms.count(b))
+    if (draw_budget)
       h << "<line x1=\"" << X(r.latency_ms.at(b)) << "\" y1=\"" << T << "\" x2=\"" << X(r.latency_ms.at(b)) << "\" y2=\""
         << H - B << "\" stroke=\"#c60\" stroke-dasharray=\"5,4\"/><text x=\"" << X(r.latency_ms.at(b)) + 4 << "\" y=\""
         << T + 12 << "\" fill=\"#c60\">latency budget</text>\n";
@@ -470,7 +488,7 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
         << "<text x=\"" << x + 7 << "\" y=\"" << y - 6 << "\">" << html_escape(c->name) << "</text>\n";
     }
     h << "</svg>\n<p class=\"note\">Green: the Pareto front on " << b << " (no other variant is both faster and more "
-      << "accurate): " << html_escape(join(front)) << ".</p>\n";
+      << "accurate): " << html_escape(join(front)) << "." << off_chart << "</p>\n";
   }
   h << "<p class=\"note\">Variant files are in <code>variants/</code>; every card, with full latency profiles and "
        "provenance, is in <code>manifest.json</code>.</p>\n</body></html>\n";
@@ -609,9 +627,12 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
   }
   const VariantCard base_card = *manifest.find("baseline");
 
-  // ---- variants
+  // ---- variants. A variant whose pipeline extends a finished variant's starts from that variant's model (its
+  // parent): c50-int8 quantizes c50-fp32 instead of pruning and distilling again.
+  std::vector<std::pair<std::string, std::vector<std::string>>> finished = {{"baseline", {}}};
   for (const auto& v : r.variants) {
     std::vector<PassSpec> passes = v.pipeline;
+    std::vector<std::string> texts;
     for (auto& p : passes) {
       auto has = [&](const char* k) {
         return std::any_of(p.options.begin(), p.options.end(), [&](const auto& o) { return o.first == k; });
@@ -619,39 +640,54 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
       // Distill from the baseline unless told otherwise; keep channel counts at widths backends run fast.
       if (p.name == "distill" && !has("teacher")) p.options.emplace_back("teacher", base_file);
       if (p.name == "prune-channels" && !has("round_to")) p.options.emplace_back("round_to", "8");
+      texts.push_back(p.str());
     }
     std::string text;
-    for (const auto& p : passes) text += (text.empty() ? "" : ",") + p.str();
+    for (const auto& t : texts) text += (text.empty() ? "" : ",") + t;
     const std::string key = base_key.str() + "|" + text;
+    size_t parent_index = 0;
+    for (size_t i = 0; i < finished.size(); ++i) {
+      const auto& pt = finished[i].second;
+      if (pt.size() < texts.size() && pt.size() > finished[parent_index].second.size() &&
+          std::equal(pt.begin(), pt.end(), texts.begin()))
+        parent_index = i;
+    }
+    const std::string parent_name = finished[parent_index].first;
+    const size_t skip = finished[parent_index].second.size();
+    finished.emplace_back(v.name, texts);
     if (reusable(v.name, key)) {
       ++done;
       ++result.reused;
       if (log) std::fprintf(stderr, "[%zu/%zu] %s: finished in an earlier run, reused\n", done, total, v.name.c_str());
       continue;
     }
-    if (log) std::fprintf(stderr, "%s: %s\n", v.name.c_str(), text.c_str());
-    GraphModule m = load(base_file);
+    std::string rest;
+    for (size_t i = skip; i < texts.size(); ++i) rest += (rest.empty() ? "" : ",") + texts[i];
+    const VariantCard parent_card = *manifest.find(parent_name);
+    if (log) std::fprintf(stderr, "%s: %s%s\n", v.name.c_str(), parent_name == "baseline" ? "" : (parent_name + " + ").c_str(), rest.c_str());
+    GraphModule m = load((fs::path(out) / parent_card.file).string());
     PassContext ctx;
     ctx.input_shapes = {r.input_shape};
     ctx.calibration = calibration;
     ctx.quiet = !log;
     ctx.seed = r.seed;
     try {
-      parse_pipeline(text)->run(*m, ctx);
+      parse_pipeline(rest)->run(*m, ctx);
     } catch (const Error& e) {
       TAILOR_FAIL("variant '", v.name, "' (", r.file, "): ", e.message());
     }
     VariantCard card;
     card.name = v.name;
-    card.parent = "baseline";
-    card.provenance = ctx.records;
+    card.parent = parent_name;
+    card.provenance = parent_card.provenance;
+    for (const auto& rec : ctx.records) card.provenance.push_back(rec);
     finish_card(*m, card, (variants_dir / (v.name + ".pt")).string());
     for (const auto& b : r.backends) {
       const auto* mine = profile_of(card, b);
-      const auto* parent = profile_of(base_card, b);
+      const auto* parent = profile_of(parent_card, b);
       if (mine && parent && mine->latency.p50_ms >= parent->latency.p50_ms)
-        card.flags.push_back("not faster than parent on " + b + " (" + fmt_ms(mine->latency.p50_ms) + " vs " +
-                             fmt_ms(parent->latency.p50_ms) + " ms)");
+        card.flags.push_back("not faster than parent " + parent_name + " on " + b + " (" + fmt_ms(mine->latency.p50_ms) +
+                             " vs " + fmt_ms(parent->latency.p50_ms) + " ms)");
     }
     step_done(v.name, key, card);
   }

@@ -1,0 +1,72 @@
+// Recipes: the Pareto front and goals on hand-made cards, the sweep expansion and parse errors with positions.
+#include <filesystem>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include "tailor/core/error.hpp"
+#include "tailor/recipe/recipe.hpp"
+
+using namespace tailor;
+namespace rc = tailor::recipe;
+
+namespace {
+
+VariantCard card(const std::string& name, double accuracy, double onednn_ms) {
+  VariantCard c;
+  c.name = name;
+  c.accuracy = accuracy;
+  LatencyProfile p;
+  p.latency.p50_ms = onednn_ms;
+  c.profiles["onednn-cpu"] = p;
+  return c;
+}
+
+std::string write_recipe(const std::string& name, const std::string& text) {
+  const auto dir = std::filesystem::path(TAILOR_TEST_TMP) / "recipes";
+  std::filesystem::create_directories(dir);
+  const auto path = (dir / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("Pareto front: known answer", "[recipe]") {
+  Manifest m;
+  m.variants = {card("baseline", 0.90, 1.0), card("a", 0.89, 0.5), card("b", 0.85, 0.6),  // b: a is faster and better
+                card("c", 0.80, 0.2), card("d", 0.91, 2.0), card("e", 0.89, 0.5)};      // e ties a: both stay
+  CHECK(rc::pareto_front(m, "onednn-cpu") == std::vector<std::string>{"c", "a", "e", "baseline", "d"});
+  CHECK(rc::pareto_front(m, "libtorch-cpu").empty());
+  const std::string html = rc::render_report(rc::Recipe{}, m, {"a"});
+  CHECK(html.find("<svg") != std::string::npos);
+  CHECK(html.find("<script") == std::string::npos);
+}
+
+TEST_CASE("recipe parsing: sweeps expand in order, errors carry positions", "[recipe]") {
+  const auto ok = write_recipe("ok.yaml", R"(model: {zoo: fashion-cnn}
+sweep:
+  channels: {dense: [], c50: [{prune-channels: {ratio: 0.5}}]}
+  precision: {fp32: [], int8: [quantize-static], w4: [{quantize-weights: {bits: 4, skip: [fc1, fc2]}}]}
+variants: [{name: folded, pipeline: [fold-batch-norm]}]
+goals: {max_accuracy_drop: 1, latency_ms: {onednn-cpu: 2}}
+)");
+  const rc::Recipe r = rc::parse_recipe(ok);
+  std::vector<std::string> names;
+  for (const auto& v : r.variants) names.push_back(v.name);
+  CHECK(names == std::vector<std::string>{"dense-int8", "dense-w4", "c50-fp32", "c50-int8", "c50-w4", "folded"});
+  CHECK(r.variants[4].pipeline.size() == 2);
+  CHECK(r.variants[4].pipeline[1].str() == "quantize-weights{bits=4,skip=fc1;fc2}");
+  CHECK(r.input_shape == std::vector<int64_t>{1, 1, 28, 28});
+  CHECK(*r.max_accuracy_drop == 1.0);
+
+  const auto dup = write_recipe("dup.yaml", "model: {zoo: fashion-cnn}\nvariants:\n  - {name: a, pipeline: [dce]}\n  - {name: a, pipeline: [dce]}\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(dup), Catch::Contains("dup.yaml:4:5: two variants are named 'a'"));
+  const auto goal = write_recipe("goal.yaml", "model: {zoo: fashion-cnn}\nvariants: [{name: a, pipeline: [dce]}]\nprofile: {backends: [onednn-cpu]}\ngoals: {latency_ms: {libtorch-cpu: 1}}\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(goal), Catch::Contains("goal.yaml:4:22: latency goal for 'libtorch-cpu'"));
+  const auto backend = write_recipe("backend.yaml", "model: {zoo: fashion-cnn}\nvariants: [{name: a, pipeline: [dce]}]\nprofile: {backends: [tpu]}\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(backend), Catch::Contains("backend.yaml:3:22: unknown backend 'tpu'; valid backends: onednn-cpu"));
+  const auto nodata = write_recipe("nodata.yaml", "model: {zoo: fashion-cnn}\ndata: none\nvariants: [{name: a, pipeline: [{distill: {teacher: t.pt}}]}]\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(nodata), Catch::Contains("pass 'distill' needs data"));
+  CHECK_THROWS_WITH(rc::parse_recipe("/no/such/recipe.yaml"), Catch::Contains("'/no/such/recipe.yaml' does not exist"));
+}
