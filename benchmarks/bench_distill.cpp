@@ -1,7 +1,7 @@
 // Knowledge distillation, measured on Fashion-MNIST with the library's Trainer.
 //
 //   bench_distill [--seeds 3] [--teacher-epochs 4] [--teacher-limit 60000] [--epochs 3] [--finetune 2]
-//                 [--limit 20000] [--width 0.3125] [--temperature 4] [--alpha 0.9] [--teacher-file F]
+//                 [--limit 20000] [--width 0.3125] [--temperature 2] [--alpha 0.7] [--teacher-file F]
 //
 // One teacher (fashion-resnet, width 1) is trained on the first `teacher-limit` training images; a weak
 // teacher (a few epochs on a subset) mostly teaches its own mistakes. Then per seed, on the first `limit`
@@ -48,7 +48,7 @@ int main(int argc, char** argv) try {
   int seeds = 3, teacher_epochs = 4, epochs = 3, finetune = 2;
   int64_t limit = 20000, teacher_limit = 60000;
   std::string teacher_file;  // loaded when it exists, else written after training (reuse across runs)
-  double width = 0.3125, temperature = 4.0, alpha = 0.9;
+  double width = 0.3125, temperature = 2.0, alpha = 0.7;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&] {

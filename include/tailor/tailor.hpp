@@ -1,5 +1,6 @@
 // tailor/tailor.hpp: the umbrella header. Include this to get capture, the graph IR, analysis, export,
-// passes and pipelines, transforms, the model zoo and the Fashion-MNIST reader.
+// passes and pipelines, transforms, the model zoo, the Fashion-MNIST reader, backends and profiles, pruning,
+// quantization, training and distillation (with c10d/Gloo ranks), and compression recipes.
 #pragma once
 
 #include "tailor/capture/capture.hpp"
@@ -20,3 +21,6 @@
 #include "tailor/variant/card.hpp"
 #include "tailor/prune/prune.hpp"
 #include "tailor/quant/quant.hpp"
+#include "tailor/train/train.hpp"
+#include "tailor/train/distributed.hpp"
+#include "tailor/recipe/recipe.hpp"

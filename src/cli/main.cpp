@@ -471,8 +471,8 @@ struct TrainArgs {
   bool no_eval = false;
   std::string checkpoint;
   bool no_resume = false;
-  double temperature = 4.0;
-  double alpha = 0.9;
+  double temperature = 2.0;
+  double alpha = 0.7;
   std::vector<std::string> hints, attention;
   double hint_weight = 1.0, attention_weight = 500.0;
   train::TrainOptions options;

@@ -678,8 +678,8 @@ class DistillPass : public Pass {
   DistillPass() {
     options_.declare("teacher", std::string(""), "teacher model file (TorchScript or tailor export)");
     declare_training_options(options_);
-    options_.declare("temperature", 4.0, "soft-target temperature")
-        .declare("alpha", 0.9, "weight of the soft-target loss (1 - alpha: labels)");
+    options_.declare("temperature", 2.0, "soft-target temperature")
+        .declare("alpha", 0.7, "weight of the soft-target loss (1 - alpha: labels)");
   }
   PassInfo info() const override { return {"distill", "train the model from a frozen teacher (soft targets + labels)"}; }
   bool run(GraphModuleImpl& module, PassContext& context) override {
