@@ -109,6 +109,17 @@ int fmnist(int seeds, int epochs, int finetune, int64_t limit) {
       macs["channel 50% + fine-tuning"].push_back(static_cast<double>(analyze(*ch, shape).macs));
     }
 
+    // The same pruned model recovered by distillation from the dense one, same budget and learning rate.
+    train::TrainOptions kd;
+    kd.epochs = finetune;
+    kd.lr = 0.02;
+    kd.seed = static_cast<uint64_t>(s) + 100;
+    kd.progress = false;
+    GraphModule ch_kd = clone_module(*dense);
+    prune_channels(*ch_kd, shape, o);
+    train::distill(dense, ch_kd, t.train, nullptr, kd);
+    acc["channel 50% + KD"].push_back(t.accuracy(*ch_kd));
+
     // 2:4 on every conv/linear whose inputs divide by 4 (the 1-channel stem does not), then fine-tuned.
     GraphModule nm = clone_module(*dense);
     std::map<std::string, torch::Tensor> w;
@@ -142,6 +153,23 @@ int fmnist(int seeds, int epochs, int finetune, int64_t limit) {
       gm_masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
     });
     acc["90% unstructured, gradual"].push_back(t.accuracy(*gr));
+
+    // The same gradual schedule with distillation from the dense model instead of the labels alone.
+    GraphModule gr_kd = clone_module(*dense);
+    SparsityMasks gk_masks;
+    gk_masks.attach(*gr_kd, magnitude_masks(all, 0.0, true));
+    kd.seed = static_cast<uint64_t>(s) + 300;
+    kd.after_step = [&](int64_t step) {
+      if (!sched.updates_at(step)) {
+        gk_masks.apply();
+        return;
+      }
+      std::map<std::string, torch::Tensor> cur;
+      for (const auto& n : prunable_weights(*gr_kd)) cur[n] = gr_kd->tensor(n);
+      gk_masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
+    };
+    train::distill(dense, gr_kd, t.train, nullptr, kd);
+    acc["90% unstructured, gradual + KD"].push_back(t.accuracy(*gr_kd));
     std::fprintf(stderr, "seed %d done after %.0f s (sparsity %.3f)\n", s,
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), gm_masks.sparsity());
   }
@@ -151,7 +179,8 @@ int fmnist(int seeds, int epochs, int finetune, int64_t limit) {
               static_cast<long long>(t.train.size()), seeds, epochs, finetune);
   const double d = mean(acc["dense"]);
   for (const auto& key : {"dense", "channel 50% (no fine-tuning)", "channel 50% + fine-tuning", "2:4 (no fine-tuning)",
-                          "2:4 + fine-tuning", "90% unstructured, gradual"}) {
+                          "2:4 + fine-tuning", "90% unstructured, gradual", "channel 50% + KD",
+                          "90% unstructured, gradual + KD"}) {
     const auto& v = acc[key];
     std::string per;
     for (double x : v) per += (per.empty() ? "" : ", ") + std::to_string(x * 100).substr(0, 5);

@@ -271,6 +271,68 @@ TEST_CASE("channel pruning options: rounding, max ratio, criteria, global rankin
   }
 }
 
+TEST_CASE("taylor on data removes the channels the output does not depend on; l1 keeps them") {
+  // conv1's channels 0..15 get the largest weights (l1 ranks them first) but conv2 reads them with zero weights,
+  // so the loss does not depend on them: |w * dL/dw| is exactly 0 there and taylor removes exactly those.
+  GraphModule gm = models::capture_model("fashion-cnn");
+  gm->eval();
+  {
+    torch::NoGradGuard g;
+    gm->tensor("conv2.weight").slice(1, 0, 16).zero_();
+    gm->tensor("conv1.weight").slice(0, 0, 16).mul_(100);
+  }
+  const std::vector<std::vector<int64_t>> shapes = {{1, 1, 28, 28}};
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({8, 1, 28, 28});
+  const torch::Tensor before = gm->forward(x).detach();
+  ChannelPruneOptions o;
+  o.ratio = 0;
+  o.layer_ratios["conv1"] = 0.5;
+  std::vector<torch::Tensor> batches, labels;
+  for (int i = 0; i < 3; ++i) {
+    batches.push_back(torch::randn({16, 1, 28, 28}));
+    labels.push_back(torch::randint(0, 10, {16}, torch::kLong));
+  }
+
+  SECTION("with labels and with the model's own predictions") {
+    for (const bool with_labels : {true, false}) {
+      GraphModule m = clone_module(*gm);
+      o.criterion = Criterion::Taylor;
+      const auto r = prune_channels(*m, shapes, o,
+                                    gradients_from_batches(batches, with_labels ? labels : std::vector<torch::Tensor>{}));
+      CHECK(r.channels_removed == 16);
+      CHECK(m->tensor("conv1.weight").size(0) == 16);
+      CHECK(torch::allclose(m->forward(x), before, 1e-5, 1e-5));
+      CHECK_FALSE(m->is_training());
+      for (const auto& p : m->parameters()) CHECK(p.requires_grad());
+    }
+  }
+  SECTION("l1 removes the others and changes the output") {
+    GraphModule m = clone_module(*gm);
+    o.criterion = Criterion::L1;
+    CHECK(prune_channels(*m, shapes, o).channels_removed == 16);
+    CHECK_FALSE(torch::allclose(m->forward(x), before, 1e-3, 1e-3));
+  }
+  SECTION("the prune-channels pass takes taylor's gradients on the calibration data") {
+    GraphModule m = clone_module(*gm);
+    PassContext ctx;
+    ctx.input_shapes = shapes;
+    ctx.quiet = true;
+    const auto tensors_before = snapshot(*m);
+    CHECK_THROWS_WITH(parse_pipeline("prune-channels{criterion=taylor}")->run(*m, ctx),
+                      Catch::Contains("no calibration data"));
+    CHECK(same_tensors(snapshot(*m), tensors_before));
+    ctx.calibration = batches;
+    ctx.calibration_labels = labels;
+    parse_pipeline("prune-channels{criterion=taylor,ratio=0.5}")->run(*m, ctx);
+    CHECK(m->tensor("conv1.weight").size(0) == 16);
+  }
+  SECTION("mismatched labels are refused") {
+    CHECK_THROWS_WITH(gradients_from_batches(batches, {labels[0]}), Catch::Contains("1 label batches for 3"));
+    CHECK_THROWS_WITH(gradients_from_batches({}), Catch::Contains("at least one batch"));
+  }
+}
+
 TEST_CASE("channel pruning: bad input leaves the model untouched") {
   GraphModule gm = models::capture_model("fashion-cnn");
   gm->eval();

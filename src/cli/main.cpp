@@ -268,7 +268,14 @@ struct PruneArgs {
   std::string nm = "2:4";
   int64_t round_to = 1;
   double max_ratio = 0.9;
+  std::string data;  ///< where the taylor criterion takes its gradients: fashion-mnist or random
+  int64_t calib_batches = 8;
+  int64_t batch_size = 32;
 };
+
+std::vector<torch::Tensor> calibration_batches(const std::string& source, const std::vector<int64_t>& shape,
+                                               int64_t batches, int64_t batch_size,
+                                               std::vector<torch::Tensor>* labels = nullptr);
 
 int prune_cmd(const std::string& model, const std::string& input, const std::string& out, const PruneArgs& args,
               bool json) {
@@ -282,13 +289,19 @@ int prune_cmd(const std::string& model, const std::string& input, const std::str
     ChannelPruneOptions o;
     o.ratio = args.ratio;
     o.criterion = criterion_from_string(args.criterion);
-    TAILOR_CHECK(o.criterion != Criterion::Taylor,
-                 "--criterion taylor needs gradients from training data; use the C++ API (prune_channels with a "
-                 "gradient function) or l1, l2, bn, random here");
     o.global = args.global;
     o.round_to = args.round_to;
     o.max_ratio = args.max_ratio;
-    const ChannelPruneResult r = prune_channels(*gm, {shape}, o);
+    GradientFn gradients;
+    if (o.criterion == Criterion::Taylor) {
+      TAILOR_CHECK(!args.data.empty(), "--criterion taylor takes gradients on data: give --data fashion-mnist (images "
+                                       "and labels) or --data random (the model's own predictions as labels)");
+      std::vector<torch::Tensor> labels;
+      auto images = calibration_batches(args.data, shape, args.calib_batches, args.batch_size, &labels);
+      gradients = gradients_from_batches(std::move(images), std::move(labels));
+      report["data"] = args.data;
+    }
+    const ChannelPruneResult r = prune_channels(*gm, {shape}, o, gradients);
     report["channels_removed"] = r.channels_removed;
     nlohmann::json layers = nlohmann::json::object();
     for (const auto& [name, c] : r.layers) layers[name] = {c.first, c.second};
@@ -351,7 +364,7 @@ int prune_cmd(const std::string& model, const std::string& input, const std::str
 // Input batches for calibration: the first training images of a dataset, or Gaussian noise of the model's
 // input shape (for models that only need ranges of the right order, e.g. torchvision structures).
 std::vector<torch::Tensor> calibration_batches(const std::string& source, const std::vector<int64_t>& shape,
-                                               int64_t batches, int64_t batch_size) {
+                                               int64_t batches, int64_t batch_size, std::vector<torch::Tensor>* labels) {
   TAILOR_CHECK(batches > 0 && batch_size > 0, "--calib-batches and --batch-size must be positive");
   std::vector<torch::Tensor> out;
   if (source == "random") {
@@ -363,7 +376,10 @@ std::vector<torch::Tensor> calibration_batches(const std::string& source, const 
   }
   TAILOR_CHECK(source == "fashion-mnist", "--data must be fashion-mnist or random, got '", source, "'");
   const data::Dataset train = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), batches * batch_size);
-  for (const auto& b : data::batches(train, batch_size, false)) out.push_back(b.images);
+  for (const auto& b : data::batches(train, batch_size, false)) {
+    out.push_back(b.images);
+    if (labels) labels->push_back(b.labels);
+  }
   return out;
 }
 
@@ -653,8 +669,13 @@ int main(int argc, char** argv) {
   prune_sub->add_option("--input", input, "input shape, e.g. 1x3x224x224 (zoo models have a default)");
   prune_sub->add_option("--granularity", prargs.granularity, "unstructured, nm or channel")->capture_default_str();
   prune_sub->add_option("--ratio", prargs.ratio, "fraction to remove, in [0, 1)")->capture_default_str();
-  prune_sub->add_option("--criterion", prargs.criterion, "channel importance: l1, l2, bn, random")
+  prune_sub->add_option("--criterion", prargs.criterion, "channel importance: l1, l2, bn, taylor (needs --data), random")
       ->capture_default_str();
+  prune_sub->add_option("--data", prargs.data,
+                        "data for --criterion taylor: fashion-mnist (training images and labels) or random");
+  prune_sub->add_option("--calib-batches", prargs.calib_batches, "batches the taylor criterion takes gradients on")
+      ->capture_default_str();
+  prune_sub->add_option("--batch-size", prargs.batch_size, "batch size of those batches")->capture_default_str();
   prune_sub->add_flag("--global", prargs.global, "rank across layers instead of per layer");
   prune_sub->add_option("--nm", prargs.nm, "N:M pattern for --granularity nm")->capture_default_str();
   prune_sub->add_option("--round-to", prargs.round_to, "kept channel counts are multiples of this")

@@ -662,6 +662,43 @@ std::vector<ChannelGroup> channel_groups(GraphModuleImpl& module, const std::vec
   return out;
 }
 
+GradientFn gradients_from_batches(std::vector<torch::Tensor> inputs, std::vector<torch::Tensor> labels) {
+  TAILOR_CHECK(!inputs.empty(), "the taylor criterion needs at least one batch of data");
+  TAILOR_CHECK(labels.empty() || labels.size() == inputs.size(), "the taylor criterion: ", labels.size(),
+               " label batches for ", inputs.size(), " input batches");
+  return [inputs = std::move(inputs), labels = std::move(labels)](GraphModuleImpl& m) {
+    const bool was_training = m.is_training();
+    std::vector<std::pair<torch::Tensor, bool>> requires;
+    for (auto& p : m.parameters()) requires.emplace_back(p, p.requires_grad());
+    auto restore = [&] {
+      for (auto& [p, r] : requires) p.requires_grad_(r);
+      m.train(was_training);
+    };
+    try {
+      torch::AutoGradMode grad_on(true);
+      for (auto& [p, r] : requires) p.requires_grad_(true);
+      m.eval();
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        const torch::Tensor out = m.forward(inputs[i]);
+        torch::Tensor loss;
+        if (out.dim() == 2) {
+          const torch::Tensor target = labels.empty() ? out.detach().argmax(1) : labels[i];
+          TAILOR_CHECK(target.dim() == 1 && target.size(0) == out.size(0), "the taylor criterion: batch ", i,
+                       " has ", target.numel(), " labels for ", out.size(0), " outputs");
+          loss = torch::nn::functional::cross_entropy(out, target);
+        } else {
+          loss = out.pow(2).mean();
+        }
+        loss.backward();
+      }
+    } catch (...) {
+      restore();
+      throw;
+    }
+    restore();
+  };
+}
+
 ChannelPruneResult prune_channels(GraphModuleImpl& module, const std::vector<std::vector<int64_t>>& input_shapes,
                                   const ChannelPruneOptions& options, const GradientFn& gradients) {
   check_ratio(options.ratio, "channel pruning");
@@ -931,7 +968,8 @@ class ChannelPrunePass : public Pass {
  public:
   ChannelPrunePass() {
     options_.declare("ratio", 0.5, "fraction of channels to remove from each group (or overall with global)")
-        .declare("criterion", std::string("l1"), "importance: l1, l2, bn, random (taylor needs gradients: use the API)")
+        .declare("criterion", std::string("l1"),
+                 "importance: l1, l2, bn, taylor (|w * dL/dw| on the calibration data), random")
         .declare("global", false, "rank channels across groups (group-normalized importance)")
         .declare("max_ratio", 0.9, "no group loses more than this fraction")
         .declare("round_to", int64_t{1}, "kept channel counts are multiples of this")
@@ -944,15 +982,21 @@ class ChannelPrunePass : public Pass {
     ChannelPruneOptions o;
     o.ratio = options_.f("ratio");
     o.criterion = criterion_from_string(options_.s("criterion"));
-    TAILOR_CHECK(o.criterion != Criterion::Taylor,
-                 "prune-channels: the taylor criterion needs gradients from data; call prune_channels() with a "
-                 "gradient function");
     o.global = options_.b("global");
     o.max_ratio = options_.f("max_ratio");
     o.round_to = options_.i("round_to");
     o.seed = static_cast<uint64_t>(options_.i("seed"));
     TAILOR_CHECK(!context.input_shapes.empty(), "prune-channels needs the input shapes in the pass context");
-    return prune_channels(module, context.input_shapes, o).channels_removed > 0;
+    GradientFn gradients;
+    if (o.criterion == Criterion::Taylor) {
+      TAILOR_CHECK(!context.calibration.empty(),
+                   "prune-channels: criterion=taylor takes gradients on data, and no calibration data was given "
+                   "(recipes: data; tailor prune: --data fashion-mnist or --data random)");
+      gradients = gradients_from_batches(context.calibration, context.calibration_labels.size() == context.calibration.size()
+                                                                  ? context.calibration_labels
+                                                                  : std::vector<torch::Tensor>{});
+    }
+    return prune_channels(module, context.input_shapes, o, gradients).channels_removed > 0;
   }
 };
 

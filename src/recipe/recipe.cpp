@@ -533,12 +533,15 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
 
   const bool has_data = r.data == "fashion-mnist";
   data::Dataset test;
-  std::vector<torch::Tensor> calibration;
+  std::vector<torch::Tensor> calibration, calibration_labels;
   if (has_data) {
     test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), r.eval_limit);
     const auto calib = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(),
                                                 r.calibration_batches * r.calibration_batch_size);
-    for (const auto& b : data::batches(calib, r.calibration_batch_size, false)) calibration.push_back(b.images);
+    for (const auto& b : data::batches(calib, r.calibration_batch_size, false)) {
+      calibration.push_back(b.images);
+      calibration_labels.push_back(b.labels);
+    }
   } else {
     torch::manual_seed(0);
     auto s = r.input_shape;
@@ -669,6 +672,7 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
     PassContext ctx;
     ctx.input_shapes = {r.input_shape};
     ctx.calibration = calibration;
+    ctx.calibration_labels = calibration_labels;
     ctx.quiet = !log;
     ctx.seed = r.seed;
     try {

@@ -101,6 +101,8 @@ struct PassContext {
   std::vector<PassRecord> records;
   /// Input batches for passes that calibrate (quantization, GPTQ); empty when no data was given.
   std::vector<torch::Tensor> calibration;
+  /// Class labels of the calibration batches when the data has them (the taylor pruning criterion uses them).
+  std::vector<torch::Tensor> calibration_labels;
   std::vector<std::shared_ptr<PassInstrument>> instruments;
 
   /// Cost analysis of the module, computed once and reused until a pass changes the graph.

@@ -114,6 +114,11 @@ std::vector<ChannelGroup> channel_groups(GraphModuleImpl& module, const std::vec
 /// backward on `module` (accumulating .grad); the importance is |w * dL/dw| summed per channel.
 using GradientFn = std::function<void(GraphModuleImpl&)>;
 
+/// The Taylor criterion's gradients from data: cross-entropy of the model's [N, classes] output against `labels`
+/// (one tensor per input batch) or, without labels, against the model's own predictions; any other output shape
+/// uses its mean square. Runs in eval mode with gradients on, so batch-norm statistics do not move.
+GradientFn gradients_from_batches(std::vector<torch::Tensor> inputs, std::vector<torch::Tensor> labels = {});
+
 /// Removes channels in place. The module keeps working at the same input shapes and exports as usual; ratio 0
 /// changes nothing. Throws (leaving the module untouched) on a ratio outside [0, 1) or when a group would lose
 /// every channel.
