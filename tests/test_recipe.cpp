@@ -70,3 +70,47 @@ goals: {max_accuracy_drop: 1, latency_ms: {onednn-cpu: 2}}
   CHECK_THROWS_WITH(rc::parse_recipe(nodata), Catch::Contains("pass 'distill' needs data"));
   CHECK_THROWS_WITH(rc::parse_recipe("/no/such/recipe.yaml"), Catch::Contains("'/no/such/recipe.yaml' does not exist"));
 }
+
+TEST_CASE("a variant that fails at run time gets a card saying why; the others still run", "[recipe]") {
+  // quantize-static on an already-quantized model fails only when it runs (the recipe itself is valid).
+  const auto path = write_recipe("fails.yaml", R"(model: {zoo: fashion-cnn}
+data: {name: none, calibration_batches: 1}
+variants:
+  - {name: int8, pipeline: [{quantize-static: {observer: minmax}}]}
+  - {name: twice, pipeline: [{quantize-static: {observer: minmax}}, {quantize-static: {observer: minmax}}]}
+  - {name: c50, pipeline: [{prune-channels: {ratio: 0.5}}]}
+profile: {max_seconds: 0.1, threads: 1, backends: [onednn-cpu]}
+)");
+  const rc::Recipe r = rc::parse_recipe(path);
+  const auto out = std::filesystem::path(TAILOR_TEST_TMP) / "recipes" / "fails-out";
+  std::filesystem::remove_all(out);
+  rc::RunOptions o;
+  o.output = out.string();
+  o.quiet = true;
+  const rc::RunResult first = rc::run_recipe(r, o);
+  REQUIRE(first.failed.size() == 1);
+  CHECK(first.failed[0].first == "twice");
+  CHECK_THAT(first.failed[0].second, Catch::Contains("already quantized"));
+  const VariantCard* twice = first.manifest.find("twice");
+  REQUIRE(twice);
+  CHECK(twice->file.empty());
+  CHECK(twice->profiles.empty());
+  REQUIRE(twice->flags.size() == 1);
+  CHECK_THAT(twice->flags[0], Catch::StartsWith("failed: ") && Catch::Contains("already quantized"));
+  CHECK_FALSE(std::filesystem::exists(out / "variants" / "twice.pt"));
+  for (const char* ok : {"baseline", "int8", "c50"}) {
+    const VariantCard* c = first.manifest.find(ok);
+    REQUIRE(c);
+    CHECK(c->profiles.count("onednn-cpu") == 1);
+    CHECK(std::filesystem::exists(out / c->file));
+  }
+  CHECK(std::find(first.kept.begin(), first.kept.end(), "twice") == first.kept.end());
+  std::ifstream in(out / "report.html");
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(html.find("failed: ") != std::string::npos);
+
+  // The next run reuses what finished and tries the failed variant again.
+  const rc::RunResult second = rc::run_recipe(r, o);
+  CHECK(second.reused == 3);
+  CHECK(second.failed.size() == 1);
+}

@@ -583,12 +583,17 @@ int compress_cmd(const std::string& recipe_path, const std::string& out, bool no
     j["kept"] = res.kept;
     j["report"] = res.report;
     j["reused_steps"] = res.reused;
+    j["failed"] = nlohmann::json::object();
+    for (const auto& [name, why] : res.failed) j["failed"][name] = why;
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << res.summary;
     std::cout << "report: " << res.report << "\n";
   }
-  return 0;
+  // The report and the other variants are written; the exit status still tells scripts that not all ran.
+  for (const auto& [name, why] : res.failed)
+    std::cerr << "tailor: error: variant '" << name << "' (" << recipe_path << ") failed: " << why << "\n";
+  return res.failed.empty() ? 0 : 1;
 }
 
 void add_train_options(CLI::App* sub, TrainArgs& a) {

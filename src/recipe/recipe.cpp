@@ -337,6 +337,11 @@ std::string human(double v) {
   return b;
 }
 
+// A failed variant's card has no file and no sizes of its own: print a dash, not a zero.
+std::string size_or_dash(const VariantCard& c, int64_t v, const char* unit) {
+  return c.name == "baseline" || !c.file.empty() ? human(static_cast<double>(v)) + unit : std::string("-");
+}
+
 std::string html_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -408,10 +413,10 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
     if (c.name == "baseline")
       pipe = !r.zoo.empty() ? r.zoo + (r.train_epochs > 0 ? " trained " + std::to_string(r.train_epochs) + " epoch(s)" : "")
                             : r.model_file;
+    auto count = [&](int64_t v, const char* unit) { return size_or_dash(c, v, unit); };
     h << "<tr" << (k ? " class=\"kept\"" : "") << "><td>" << html_escape(c.name) << "</td><td class=\"pipe\">"
-       << html_escape(pipe) << "</td><td>" << human(static_cast<double>(c.params))
-      << "</td><td>" << human(static_cast<double>(c.macs)) << "</td><td>" << human(static_cast<double>(c.weight_bytes))
-      << "B</td><td>" << (c.accuracy ? fmt_ms(100 * *c.accuracy) : "-") << "</td>";
+      << html_escape(pipe) << "</td><td>" << count(c.params, "") << "</td><td>" << count(c.macs, "") << "</td><td>"
+      << count(c.weight_bytes, "B") << "</td><td>" << (c.accuracy ? fmt_ms(100 * *c.accuracy) : "-") << "</td>";
     for (const auto& b : r.backends) {
       const auto* p = profile_of(c, b);
       h << "<td>" << (p ? fmt_ms(p->latency.p50_ms) : "-") << "</td>";
@@ -596,7 +601,7 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
   };
   auto reusable = [&](const std::string& name, const std::string& key) {
     const auto* card = manifest.find(name);
-    return opt.resume && steps.contains(name) && steps[name] == key && card &&
+    return opt.resume && steps.contains(name) && steps[name] == key && card && !card->file.empty() &&
            fs::exists(fs::path(out) / card->file);
   };
 
@@ -657,8 +662,8 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
     }
     const std::string parent_name = finished[parent_index].first;
     const size_t skip = finished[parent_index].second.size();
-    finished.emplace_back(v.name, texts);
     if (reusable(v.name, key)) {
+      finished.emplace_back(v.name, texts);
       ++done;
       ++result.reused;
       if (log) std::fprintf(stderr, "[%zu/%zu] %s: finished in an earlier run, reused\n", done, total, v.name.c_str());
@@ -668,24 +673,46 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
     for (size_t i = skip; i < texts.size(); ++i) rest += (rest.empty() ? "" : ",") + texts[i];
     const VariantCard parent_card = *manifest.find(parent_name);
     if (log) std::fprintf(stderr, "%s: %s%s\n", v.name.c_str(), parent_name == "baseline" ? "" : (parent_name + " + ").c_str(), rest.c_str());
-    GraphModule m = load((fs::path(out) / parent_card.file).string());
-    PassContext ctx;
-    ctx.input_shapes = {r.input_shape};
-    ctx.calibration = calibration;
-    ctx.calibration_labels = calibration_labels;
-    ctx.quiet = !log;
-    ctx.seed = r.seed;
-    try {
-      parse_pipeline(rest)->run(*m, ctx);
-    } catch (const Error& e) {
-      TAILOR_FAIL("variant '", v.name, "' (", r.file, "): ", e.message());
-    }
     VariantCard card;
     card.name = v.name;
     card.parent = parent_name;
     card.provenance = parent_card.provenance;
-    for (const auto& rec : ctx.records) card.provenance.push_back(rec);
-    finish_card(*m, card, (variants_dir / (v.name + ".pt")).string());
+    const std::string file = (variants_dir / (v.name + ".pt")).string();
+    try {
+      GraphModule m = load((fs::path(out) / parent_card.file).string());
+      PassContext ctx;
+      ctx.input_shapes = {r.input_shape};
+      ctx.calibration = calibration;
+      ctx.calibration_labels = calibration_labels;
+      ctx.quiet = !log;
+      ctx.seed = r.seed;
+      parse_pipeline(rest)->run(*m, ctx);
+      for (const auto& rec : ctx.records) card.provenance.push_back(rec);
+      finish_card(*m, card, file);
+    } catch (const std::exception& e) {
+      // One failed variant costs only itself: it gets a card that says why, a stale file of an earlier run is
+      // removed so OUT never holds a model its card does not describe, and the next run retries it. Variants
+      // extending it start from its nearest finished ancestor (and usually fail at the same pass, saying so).
+      std::string why = e.what();
+      if (const auto* te = dynamic_cast<const Error*>(&e)) why = te->message();
+      if (const auto* ce = dynamic_cast<const c10::Error*>(&e)) why = ce->what_without_backtrace();
+      VariantCard failed;
+      failed.name = v.name;
+      failed.parent = parent_name;
+      failed.provenance = parent_card.provenance;
+      failed.input_shapes = {r.input_shape};
+      failed.flags.push_back("failed: " + why);
+      fs::remove(file);
+      manifest.upsert(failed);
+      manifest.save(manifest_path);
+      steps.erase(v.name);
+      write_file_atomically(steps_path, steps.dump(2));
+      result.failed.emplace_back(v.name, why);
+      ++done;
+      if (log) std::fprintf(stderr, "[%zu/%zu] %s: FAILED (%s): %s\n", done, total, v.name.c_str(), r.file.c_str(), why.c_str());
+      continue;
+    }
+    finished.emplace_back(v.name, texts);
     for (const auto& b : r.backends) {
       const auto* mine = profile_of(card, b);
       const auto* parent = profile_of(parent_card, b);
@@ -736,8 +763,9 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
   }
   t << "  notes\n";
   for (const auto& c : manifest.variants) {
-    std::snprintf(line, sizeof line, "%-22s %9s %9s %10s %8s", c.name.c_str(), human(static_cast<double>(c.params)).c_str(),
-                  human(static_cast<double>(c.macs)).c_str(), (human(static_cast<double>(c.weight_bytes)) + "B").c_str(),
+    auto count = [&](int64_t v, const char* unit) { return size_or_dash(c, v, unit); };
+    std::snprintf(line, sizeof line, "%-22s %9s %9s %10s %8s", c.name.c_str(), count(c.params, "").c_str(),
+                  count(c.macs, "").c_str(), count(c.weight_bytes, "B").c_str(),
                   c.accuracy ? fmt_ms(100 * *c.accuracy).c_str() : "-");
     t << line;
     for (const auto& b : r.backends) {

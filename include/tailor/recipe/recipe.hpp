@@ -70,6 +70,9 @@ struct RunResult {
   std::string report;             ///< path of report.html
   std::string summary;            ///< the terminal table
   int reused = 0;                 ///< steps taken from an earlier, interrupted run
+  /// Variants whose pipeline failed at run time, with the reason. Each keeps a card flagged "failed: ..." (no
+  /// file, no profiles); the other variants still run, and the next run retries the failed ones.
+  std::vector<std::pair<std::string, std::string>> failed;
 };
 
 /// Runs a recipe: baseline, then each variant (pipeline, evaluation, export, profiles), writing
