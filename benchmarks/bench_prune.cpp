@@ -32,6 +32,20 @@ double mean(const std::vector<double>& v) {
   return s / static_cast<double>(v.size());
 }
 
+// Zhu & Gupta inside a training loop: masks recomputed by magnitude at the schedule's steps, re-applied
+// after every other optimizer step.
+std::function<void(int64_t)> gradual_masks(GraphModuleImpl& m, SparsityMasks& masks, const GradualSchedule& sched) {
+  return [&m, &masks, sched](int64_t step) {
+    if (!sched.updates_at(step)) {
+      masks.apply();
+      return;
+    }
+    std::map<std::string, torch::Tensor> cur;
+    for (const auto& n : prunable_weights(m)) cur[n] = m.tensor(n);
+    masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
+  };
+}
+
 double stdev(const std::vector<double>& v) {
   if (v.size() < 2) return 0;
   const double m = mean(v);
@@ -143,15 +157,7 @@ int fmnist(int seeds, int epochs, int finetune, int64_t limit) {
     sched.begin = 0;
     sched.end = steps * 3 / 4;
     sched.every = std::max<int64_t>(1, sched.end / 30);
-    t.fit(*gr, finetune, 0.02, static_cast<uint64_t>(s) + 300, [&](int64_t step) {
-      if (!sched.updates_at(step)) {
-        gm_masks.apply();
-        return;
-      }
-      std::map<std::string, torch::Tensor> cur;
-      for (const auto& n : prunable_weights(*gr)) cur[n] = gr->tensor(n);
-      gm_masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
-    });
+    t.fit(*gr, finetune, 0.02, static_cast<uint64_t>(s) + 300, gradual_masks(*gr, gm_masks, sched));
     acc["90% unstructured, gradual"].push_back(t.accuracy(*gr));
 
     // The same gradual schedule with distillation from the dense model instead of the labels alone.
@@ -159,15 +165,7 @@ int fmnist(int seeds, int epochs, int finetune, int64_t limit) {
     SparsityMasks gk_masks;
     gk_masks.attach(*gr_kd, magnitude_masks(all, 0.0, true));
     kd.seed = static_cast<uint64_t>(s) + 300;
-    kd.after_step = [&](int64_t step) {
-      if (!sched.updates_at(step)) {
-        gk_masks.apply();
-        return;
-      }
-      std::map<std::string, torch::Tensor> cur;
-      for (const auto& n : prunable_weights(*gr_kd)) cur[n] = gr_kd->tensor(n);
-      gk_masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
-    };
+    kd.after_step = gradual_masks(*gr_kd, gk_masks, sched);
     train::distill(dense, gr_kd, t.train, nullptr, kd);
     acc["90% unstructured, gradual + KD"].push_back(t.accuracy(*gr_kd));
     std::fprintf(stderr, "seed %d done after %.0f s (sparsity %.3f)\n", s,

@@ -69,6 +69,8 @@ goals: {max_accuracy_drop: 1, latency_ms: {onednn-cpu: 2}}
   const auto nodata = write_recipe("nodata.yaml", "model: {zoo: fashion-cnn}\ndata: none\nvariants: [{name: a, pipeline: [{distill: {teacher: t.pt}}]}]\n");
   CHECK_THROWS_WITH(rc::parse_recipe(nodata), Catch::Contains("pass 'distill' needs data"));
   CHECK_THROWS_WITH(rc::parse_recipe("/no/such/recipe.yaml"), Catch::Contains("'/no/such/recipe.yaml' does not exist"));
+  const auto rounds = write_recipe("rounds.yaml", "model: {zoo: fashion-cnn}\nvariants: [{name: a, pipeline: [dce]}]\nprofile: {rounds: 0}\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(rounds), Catch::Contains("rounds.yaml:3:19: profile.rounds must be at least 1"));
 }
 
 TEST_CASE("a variant that fails at run time gets a card saying why; the others still run", "[recipe]") {
@@ -108,6 +110,7 @@ profile: {max_seconds: 0.1, threads: 1, backends: [onednn-cpu]}
   std::ifstream in(out / "report.html");
   const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   CHECK(html.find("failed: ") != std::string::npos);
+  CHECK(html.find("the median of 3 rounds") != std::string::npos);  // all variants timed again, interleaved
 
   // The next run reuses what finished and tries the failed variant again.
   const rc::RunResult second = rc::run_recipe(r, o);

@@ -265,6 +265,31 @@ TEST_CASE("profiler: measures every backend the same way and records the machine
   CHECK_THROWS_WITH(LatencyProfile::from_json("{\"backend\": \"x\"}"), Catch::Contains("latency_ms"));
 }
 
+TEST_CASE("interleaved timing: one median round per model, threads restored, clear errors") {
+  GraphModule a = tiny_net();
+  GraphModule b = tiny_net();
+  ProfileOptions o;
+  o.threads = 1;
+  o.warmup = 1;
+  o.min_runs = 6;
+  o.max_runs = 12;
+  o.max_seconds = 0.3;
+  set_threads(2);
+  const auto stats = time_interleaved({a.get(), b.get(), a.get()}, "onednn-cpu", {1, 3, 16, 16}, o, 3);
+  CHECK(get_threads() == 2);
+  REQUIRE(stats.size() == 3);
+  for (const auto& s : stats) {
+    CHECK(s.runs >= 6);
+    CHECK(s.runs <= 12);
+    CHECK(s.p50_ms > 0);
+    CHECK(s.p50_ms <= s.p90_ms);
+  }
+  CHECK(time_interleaved({}, "onednn-cpu", {1, 3, 16, 16}, o, 3).empty());
+  CHECK_THROWS_WITH(time_interleaved({a.get()}, "onednn-cpu", {1, 3, 16, 16}, o, 0), Catch::Contains("rounds"));
+  CHECK_THROWS_WITH(time_interleaved({a.get()}, "tpu", {1, 3, 16, 16}, o, 2), Catch::Contains("unknown backend 'tpu'"));
+  CHECK(get_threads() == 2);
+}
+
 TEST_CASE("variant cards and manifest: round trip, atomic writes, clear errors") {
   std::filesystem::create_directories(TAILOR_TEST_TMP);
   GraphModule gm = tiny_net();

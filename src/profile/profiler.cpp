@@ -262,6 +262,45 @@ LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend
   return p;
 }
 
+std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleImpl*>& modules,
+                                           const std::string& backend, const std::vector<int64_t>& input_shape,
+                                           const ProfileOptions& options, int rounds) {
+  TAILOR_CHECK(rounds >= 1, "interleaved timing: rounds must be at least 1, got ", rounds);
+  TAILOR_CHECK(options.threads > 0, "profile: threads must be positive, got ", options.threads);
+  TAILOR_CHECK(!input_shape.empty(), "profile: the input shape is empty");
+  if (modules.empty()) return {};
+  auto b = make_backend(backend);
+  const std::string why = b->unavailable_reason();
+  TAILOR_CHECK(why.empty(), "backend ", backend, " is not available: ", why);
+  struct RestoreThreads {
+    int n;
+    ~RestoreThreads() { set_threads(n); }
+  } restore{get_threads()};
+  set_threads(options.threads);
+  CompileOptions co;
+  co.input_shapes = {input_shape};
+  co.threads = options.threads;
+  co.fold = options.fold;
+  co.dtype = options.dtype;
+  std::vector<std::unique_ptr<Executable>> exes;
+  for (const auto* m : modules) exes.push_back(b->compile(*m, co));
+  const auto inputs = random_inputs(input_shape, options.seed);
+  ProfileOptions slot = options;
+  slot.max_seconds = options.max_seconds / rounds;
+  std::vector<std::vector<LatencyStats>> per(modules.size());
+  for (int r = 0; r < rounds; ++r)
+    for (size_t k = 0; k < modules.size(); ++k) {
+      const size_t i = (k + static_cast<size_t>(r)) % modules.size();  // no model always follows the same one
+      per[i].push_back(time_executable(*exes[i], inputs, slot));
+    }
+  std::vector<LatencyStats> out;
+  for (auto& v : per) {
+    std::sort(v.begin(), v.end(), [](const LatencyStats& a, const LatencyStats& c) { return a.p50_ms < c.p50_ms; });
+    out.push_back(v[v.size() / 2]);
+  }
+  return out;
+}
+
 std::string LatencyProfile::to_json() const {
   json nodes_j = json::array();
   for (const auto& n : nodes)

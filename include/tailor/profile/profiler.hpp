@@ -81,6 +81,13 @@ struct ProfileOptions {
 LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend,
                        const std::vector<int64_t>& input_shape, const ProfileOptions& options = {});
 
+/// Times several models on one backend in `rounds` interleaved rounds (A B C, B C A, C A B, ...), each slot
+/// getting max_seconds / rounds, so that the machine's drift during the measurement falls on all of them alike.
+/// Returns, per model, the statistics of its median round (by p50). For comparing variants with each other.
+std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleImpl*>& modules,
+                                           const std::string& backend, const std::vector<int64_t>& input_shape,
+                                           const ProfileOptions& options, int rounds);
+
 /// Times an already compiled executable at its compiled shape (statistics only, no sweep or node times).
 LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& inputs, const ProfileOptions& options,
                              bool* stable = nullptr);

@@ -48,6 +48,9 @@ struct Recipe {
   int threads = 0;  ///< 0: all cores
   int64_t batch = 1;
   double max_seconds = 2.0;
+  /// After every variant is built, all are timed again in this many interleaved rounds per backend and the
+  /// cards keep each one's median round (1: keep the profile taken when the variant was built).
+  int rounds = 3;
   // goals
   std::optional<double> max_accuracy_drop;     ///< points below the baseline
   std::map<std::string, double> latency_ms;    ///< p50 budget per backend
