@@ -495,21 +495,26 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
     h << "<polyline points=\"" << poly << "\" fill=\"none\" stroke=\"#2a7\" stroke-width=\"2\"/>\n";
     // Variants of nearly equal latency and accuracy (e.g. fp32 and weight-only int4) sit on one spot: their
     // labels are stacked downwards instead of printed over each other.
-    std::vector<std::pair<double, double>> labels;
+    struct Label {
+      double x0, x1, y;
+    };
+    std::vector<Label> labels;
     for (const auto* c : pts) {
       const bool on = std::find(front.begin(), front.end(), c->name) != front.end();
       const double x = X(profile_of(*c, b)->latency.p50_ms), y = Y(100 * c->accuracy.value_or(0));
+      const double width = 7.0 * static_cast<double>(c->name.size());
+      const bool left = x + 7 + width > W - R;
+      const double x0 = left ? x - 7 - width : x + 7, x1 = x0 + width;
       double ly = y - 6;
       for (bool moved = true; moved;) {
         moved = false;
-        for (const auto& [px, py] : labels)
-          if (std::abs(px - x) < 80 && std::abs(py - ly) < 13) {
-            ly = py + 14;
+        for (const auto& l : labels)
+          if (x0 < l.x1 + 4 && l.x0 < x1 + 4 && std::abs(l.y - ly) < 13) {
+            ly = l.y + 14;
             moved = true;
           }
       }
-      labels.emplace_back(x, ly);
-      const bool left = x + 7 + 7.0 * static_cast<double>(c->name.size()) > W - R;
+      labels.push_back({x0, x1, ly});
       h << "<circle cx=\"" << x << "\" cy=\"" << y << "\" r=\"5\" fill=\"" << (on ? "#2a7" : "#888") << "\"/>"
         << "<text x=\"" << (left ? x - 7 : x + 7) << "\" y=\"" << ly << "\"" << (left ? " text-anchor=\"end\"" : "")
         << ">" << html_escape(c->name) << "</text>\n";
