@@ -24,25 +24,13 @@
 #include <tailor/tailor.hpp>
 #include <tailor/train/train.hpp>
 
+#include "trainer.hpp"
+
 using namespace tailor;
 namespace tr = tailor::train;
 
-namespace {
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
-double stdev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
-
-}  // namespace
+using tailor::bench::mean;
+using tailor::bench::stdev;
 
 int main(int argc, char** argv) try {
   int seeds = 3, teacher_epochs = 4, epochs = 3, finetune = 2;

@@ -26,11 +26,8 @@ using tailor::bench::Trainer;
 
 namespace {
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return s / static_cast<double>(v.size());
-}
+using tailor::bench::mean;
+using tailor::bench::stdev;
 
 // Zhu & Gupta inside a training loop: masks recomputed by magnitude at the schedule's steps, re-applied
 // after every other optimizer step.
@@ -44,14 +41,6 @@ std::function<void(int64_t)> gradual_masks(GraphModuleImpl& m, SparsityMasks& ma
     for (const auto& n : prunable_weights(m)) cur[n] = m.tensor(n);
     masks.update(magnitude_masks(cur, sched.sparsity_at(step), true));
   };
-}
-
-double stdev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
 
 int speed(const std::vector<std::string>& names, int threads) {

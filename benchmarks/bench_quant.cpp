@@ -30,19 +30,8 @@ using tailor::bench::Trainer;
 
 namespace {
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
-
-double stdev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
+using tailor::bench::mean;
+using tailor::bench::stdev;
 
 int cle_bench(Trainer& t, const std::vector<torch::Tensor>& calib, int seeds, int epochs) {
   std::map<std::string, std::vector<double>> acc, err;

@@ -4,12 +4,28 @@
 
 #include <cmath>
 #include <functional>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include <tailor/tailor.hpp>
 
 namespace tailor::bench {
+
+// Mean and sample standard deviation of per-seed results (0 for an empty list / fewer than two).
+inline double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+inline double stdev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
 
 struct Trainer {
   data::Dataset train, test;

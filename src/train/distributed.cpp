@@ -62,6 +62,24 @@ void Distributed::allreduce_buffers(torch::nn::Module& module) {
 
 namespace {
 
+// One collective for many tensors: all of them as one float64 vector (float64 so that averaging does not round
+// differently from rank to rank), then copied back into each tensor's storage.
+torch::Tensor flatten_f64(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& t : tensors) parts.push_back(t.detach().reshape({-1}).to(torch::kFloat64));
+  return torch::cat(parts);
+}
+
+void unflatten_into(const torch::Tensor& flat, const std::vector<torch::Tensor>& tensors) {
+  torch::NoGradGuard g;
+  int64_t offset = 0;
+  for (const auto& t : tensors) {
+    const int64_t n = t.numel();
+    t.copy_(flat.slice(0, offset, offset + n).view(t.sizes()));
+    offset += n;
+  }
+}
+
 class GlooRank : public Distributed {
  public:
   explicit GlooRank(const DistributedOptions& o) : rank_(o.rank), world_(o.world_size), timeout_(o.timeout) {
@@ -102,35 +120,19 @@ class GlooRank : public Distributed {
 
   void allreduce_mean(const std::vector<torch::Tensor>& tensors) override {
     if (world_ == 1 || tensors.empty()) return;
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat64));
-    std::vector<torch::Tensor> flat{torch::cat(flat_parts)};
+    std::vector<torch::Tensor> flat{flatten_f64(tensors)};
     run("all-reduce", [&] { return group_->allreduce(flat); });
     flat[0].div_(world_);
-    int64_t offset = 0;
-    torch::NoGradGuard g;
-    for (const auto& t : tensors) {
-      const int64_t n = t.numel();
-      t.copy_(flat[0].slice(0, offset, offset + n).view(t.sizes()));
-      offset += n;
-    }
+    unflatten_into(flat[0], tensors);
   }
 
   void broadcast(const std::vector<torch::Tensor>& tensors, int root) override {
     if (world_ == 1 || tensors.empty()) return;
-    std::vector<torch::Tensor> flat_parts;
-    for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat64));
-    std::vector<torch::Tensor> flat{torch::cat(flat_parts)};
+    std::vector<torch::Tensor> flat{flatten_f64(tensors)};
     c10d::BroadcastOptions bo;
     bo.rootRank = root;
     run("broadcast", [&] { return group_->broadcast(flat, bo); });
-    int64_t offset = 0;
-    torch::NoGradGuard g;
-    for (const auto& t : tensors) {
-      const int64_t n = t.numel();
-      t.copy_(flat[0].slice(0, offset, offset + n).view(t.sizes()));
-      offset += n;
-    }
+    unflatten_into(flat[0], tensors);
   }
 
   void barrier() override {
