@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""PyTorch 1.13's own int8 models, the peers of bench_int8: torchvision ResNet-18 and MobileNetV2 (random
-weights, fixed seed) saved as traced fp32 TorchScript, and quantized by FX post-training quantization with the
-default qconfig of the onednn and qnnpack engines (calibrated on 8 random batches), traced and saved.
+"""The peers of bench_int8: torchvision ResNet-18, ResNet-50 and MobileNetV2 (random weights, fixed seed) saved as
+traced fp32 TorchScript, as ONNX (torch.onnx.export, opset 13, dynamic batch: ONNX Runtime's input), and
+quantized by PyTorch 1.13's FX post-training quantization with the default qconfig of the onednn and qnnpack
+engines (calibrated on 8 random batches), traced and saved.
 
     /usr/bin/python3 benchmarks/export_pytorch_int8.py OUTDIR"""
 import os
@@ -16,7 +17,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for name in ("resnet18", "mobilenet_v2"):
+    for name in ("resnet18", "resnet50", "mobilenet_v2"):
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)()
         # Default initialization with random inputs makes MobileNetV2's activations vanish (logits ~1e-9), and
@@ -33,6 +34,8 @@ def main():
         model.eval()
         x = torch.randn(1, 3, 224, 224)
         torch.jit.trace(model, x).save(os.path.join(out, f"{name}_fp32.pt"))
+        torch.onnx.export(model, x, os.path.join(out, f"{name}_fp32.onnx"), opset_version=13, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
         for engine in ("onednn", "qnnpack"):
             torch.backends.quantized.engine = engine
             prepared = prepare_fx(getattr(torchvision.models, name)().eval(), get_default_qconfig_mapping(engine), (x,))

@@ -217,21 +217,40 @@ TEST_CASE("post-training int8 on fashion-resnet: close to float, exported, reloa
   CHECK(max_rel(exe->run({x}).toTensor(), out) < 1e-3);
 }
 
-TEST_CASE("onednn-cpu runs int8 layers and folds fake-quantized weights", "[quant][onednn]") {
+// Run under several ISA caps by CTest ([isa]): whatever the level in force, every quantized layer runs in
+// int8 and agrees with the fake-quant graph; 8-bit activations are requantized where the ISA lacks VNNI.
+TEST_CASE("onednn-cpu runs int8 layers on the ISA in force and folds fake-quantized weights", "[quant][onednn][isa]") {
+  const std::string isa = effective_isa();
+  const bool int8_dot = isa_has_int8_dot(isa);
   for (const std::string name : {"fashion-cnn", "fashion-resnet"}) {
     GraphModule m = trained_like(name, 21);
     const auto calib = random_batches(3, {16, 1, 28, 28}, 22);
     const torch::Tensor x = random_batches(1, {4, 1, 28, 28}, 23)[0];
-    GraphModule i8 = clone_module(*m);
-    const q::QuantReport r = q::quantize_static(*i8, calib);
-    torch::NoGradGuard g;
-    const torch::Tensor ref = i8->forward(x);
     CompileOptions co;
     co.input_shapes = {{4, 1, 28, 28}};
-    auto exe = compile("onednn-cpu", *i8, co);
-    INFO(name << ": " << exe->summary());
-    CHECK(exe->summary().find(std::to_string(r.layers.size()) + " int8 layers") != std::string::npos);
-    CHECK(max_rel(exe->run({x}).toTensor(), ref) < 1e-3);
+    torch::NoGradGuard g;
+    for (const bool seven_bits : {true, false}) {
+      GraphModule i8 = clone_module(*m);
+      q::PtqOptions o;
+      o.activations = q::QScheme::activations_u8(seven_bits);
+      const q::QuantReport r = q::quantize_static(*i8, calib, o);
+      const torch::Tensor ref = i8->forward(x);
+      auto exe = compile("onednn-cpu", *i8, co);
+      const std::string summary = exe->summary();
+      INFO(name << (seven_bits ? " 7-bit: " : " 8-bit: ") << summary);
+      CHECK(summary.find("(" + isa + ", oneDNN") != std::string::npos);
+      CHECK(summary.find(std::to_string(r.layers.size()) + " int8 layers") != std::string::npos);
+      CHECK(summary.find("fake_quant on ATen") == std::string::npos);
+      // Inner layers read the u8 their int8 producer wrote (requantized by its post-ops), not a float copy.
+      CHECK(summary.find(" 0 reading u8") == std::string::npos);
+      const torch::Tensor out = exe->run({x}).toTensor();
+      const bool requantized = !seven_bits && !int8_dot;
+      CHECK((summary.find("requantized from 8 to 7 bits") != std::string::npos) == requantized);
+      // Exact integer arithmetic against float sums: a rounding step flips now and then, nothing more. Where 8-bit
+      // ranges were requantized to 7 bits, the step is twice as coarse as the graph's.
+      CHECK(max_rel(out, ref) < (requantized ? 0.05 : 2e-3));
+      CHECK(out.argmax(1).eq(ref.argmax(1)).sum().item<int64_t>() >= (requantized ? 3 : 4));
+    }
     // Weight-only int4: the weights are folded constants, the layers run as float primitives.
     GraphModule w4 = clone_module(*m);
     q::quantize_weights(*w4, {}, q::WeightOnlyOptions{4, 32, false, "rtn"});
@@ -240,6 +259,64 @@ TEST_CASE("onednn-cpu runs int8 layers and folds fake-quantized weights", "[quan
     CHECK(exe4->summary().find("fake_quant") == std::string::npos);  // nothing quantizes at run time
     CHECK(max_rel(exe4->run({x}).toTensor(), w4->forward(x)) < 1e-4);
   }
+}
+
+TEST_CASE("onednn-cpu int8: u8 flows between layers, max pooling runs on u8, known answer", "[quant][onednn][isa]") {
+  // conv -> relu -> fake_quant -> conv -> relu -> max_pool -> fake_quant -> conv: both inner convolutions read
+  // u8 written by the layer before; the int8 result equals the fake-quant graph's up to rounding flips.
+  torch::manual_seed(3);
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 16, 3).padding(1)), torch::nn::ReLU(),
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(16, 32, 3).padding(1)), torch::nn::ReLU(),
+                            torch::nn::MaxPool2d(2), torch::nn::Conv2d(torch::nn::Conv2dOptions(32, 8, 1)));
+  net->eval();
+  GraphModule m = capture(net, torch::zeros({2, 3, 16, 16}));
+  q::PtqOptions o;
+  q::quantize_static(*m, random_batches(4, {2, 3, 16, 16}, 4), o);
+  const torch::Tensor x = random_batches(1, {2, 3, 16, 16}, 5)[0];
+  torch::NoGradGuard g;
+  const torch::Tensor ref = m->forward(x);
+  CompileOptions co;
+  co.input_shapes = {{2, 3, 16, 16}};
+  auto exe = compile("onednn-cpu", *m, co);
+  INFO(exe->summary());
+  CHECK(exe->summary().find("3 int8 layers (2 reading u8 written by int8 producers, 1 quantizing, 0 dequantizing") !=
+        std::string::npos);
+  std::vector<StepTime> steps;
+  const torch::Tensor out = exe->run_timed({x}, steps).toTensor();
+  int u8_pools = 0, u8_convs = 0;
+  for (const auto& s : steps) {
+    u8_pools += s.kind == "max_pool u8" || s.kind == std::string(ops::kMaxPool) + " u8";
+    u8_convs += s.kind == "conv int8->u8";
+  }
+  CHECK(u8_pools == 1);
+  CHECK(u8_convs == 2);
+  // One quantization step of the last layer's input is the most a flipped rounding can move an output.
+  CHECK(max_rel(out, ref) < 2e-2);
+  CHECK((out - ref).abs().gt(1e-4).to(torch::kFloat).mean().item<double>() < 0.05);
+  CHECK(max_rel(exe->run({x}).toTensor(), out) == 0);  // deterministic
+}
+
+TEST_CASE("onednn-cpu int8: a quantizer without an int8 kernel runs as fake-quant and the summary says why",
+          "[quant][onednn]") {
+  torch::manual_seed(6);
+  torch::nn::Sequential net(torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 8, 3)), torch::nn::ReLU(),
+                            torch::nn::Conv2d(torch::nn::Conv2dOptions(8, 4, 3)));
+  net->eval();
+  GraphModule m = capture(net, torch::zeros({1, 3, 12, 12}));
+  q::PtqOptions o;
+  o.activations = q::QScheme::activations_u8(true);
+  o.activations.is_signed = true;  // s7 activations: no u8 x s8 primitive takes them
+  o.activations.symmetric = true;
+  q::quantize_static(*m, random_batches(2, {1, 3, 12, 12}, 7), o);
+  CompileOptions co;
+  co.input_shapes = {{1, 3, 12, 12}};
+  auto exe = compile("onednn-cpu", *m, co);
+  INFO(exe->summary());
+  CHECK(exe->summary().find("fake_quant on ATen: ") != std::string::npos);
+  CHECK(exe->summary().find("signed or wider than 8 bits") != std::string::npos);
+  const torch::Tensor x = random_batches(1, {1, 3, 12, 12}, 8)[0];
+  torch::NoGradGuard g;
+  CHECK(max_rel(exe->run({x}).toTensor(), m->forward(x)) < 1e-4);
 }
 
 TEST_CASE("quantization-aware training: scales learn (LSQ), gradients reach weights", "[quant]") {

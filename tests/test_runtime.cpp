@@ -1,5 +1,8 @@
 // Backends, the Profiler and variant cards: onednn-cpu agrees with libtorch-cpu on every torchvision model,
 // lowering fuses what it should, statistics have known answers, cards round-trip, and bad input fails clearly.
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -372,5 +375,64 @@ TEST_CASE("onednn-cpu bfloat16: runs where the CPU has avx512_core, refuses clea
   CHECK(bf->weight_bytes() < fp->weight_bytes());
   o.dtype = "float16";
   CHECK_THROWS_WITH(compile("onednn-cpu", *gm, o), Catch::Contains("float16") && Catch::Contains("onednn-cpu"));
+}
+#endif
+
+#if TAILOR_WITH_ONEDNN
+// Also run by CTest under ONEDNN_MAX_CPU_ISA caps ([isa]); asserts relations, never this machine's ISA.
+TEST_CASE("ISA levels: what the CPU runs, the level in force, caps and their errors", "[isa]") {
+  const auto levels = isa_levels();
+  const auto runnable = cpu_isas();
+  const std::string isa = effective_isa();
+  REQUIRE_FALSE(runnable.empty());
+  CHECK(std::find(runnable.begin(), runnable.end(), isa) != runnable.end());
+  // Every runnable level is a known one, in the same order.
+  size_t at = 0;
+  for (const auto& r : runnable) {
+    while (at < levels.size() && levels[at] != r) ++at;
+    CHECK(at < levels.size());
+  }
+  // A cap this CPU can run is the level in force.
+  if (const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA")) {
+    std::string lower = cap;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (std::find(runnable.begin(), runnable.end(), lower) != runnable.end()) CHECK(isa == lower);
+  }
+  CHECK(isa_has_int8_dot("avx512_core_vnni"));
+  CHECK(isa_has_int8_dot("avx2_vnni"));
+  CHECK_FALSE(isa_has_int8_dot("avx2"));
+  CHECK_FALSE(isa_has_int8_dot("avx512_core"));
+  CHECK(isa_throughput("avx2").int8_macs_per_cycle == 2 * isa_throughput("avx2").fp32_macs_per_cycle);
+  CHECK(isa_throughput("avx512_core_vnni").int8_macs_per_cycle == 4 * isa_throughput("avx512_core_vnni").fp32_macs_per_cycle);
+
+  CHECK_THROWS_WITH(set_isa_cap("avx3"), Catch::Contains("unknown ISA 'avx3'") && Catch::Contains("valid ISAs: sse41") &&
+                                             Catch::Contains("this CPU runs " + runnable.front()));
+  for (const auto& l : levels)
+    if (std::find(runnable.begin(), runnable.end(), l) == runnable.end()) {
+      CHECK_THROWS_WITH(set_isa_cap(l), Catch::Contains("not available on this CPU") && Catch::Contains(runnable.back()));
+      break;
+    }
+  // The level in force can always be asked for again; the executables say which level they run.
+  set_isa_cap(isa);
+  CHECK(effective_isa() == isa);
+  GraphModule gm = tiny_net();
+  CompileOptions o;
+  o.input_shapes = {{2, 3, 16, 16}};
+  o.isa = isa;
+  auto exe = compile("onednn-cpu", *gm, o);
+  CHECK_THAT(exe->summary(), Catch::Contains("(" + isa + ", oneDNN"));
+  // Once kernels exist, a different level cannot be had in this process: the error says how to get it.
+  if (runnable.size() > 1 && runnable.front() != isa) {
+    o.isa = runnable.front();
+    CHECK_THROWS_WITH(compile("onednn-cpu", *gm, o),
+                      Catch::Contains("already made kernels for " + isa) && Catch::Contains("ONEDNN_MAX_CPU_ISA="));
+  }
+  ProfileOptions po;
+  po.max_seconds = 0.2;
+  po.min_runs = 3;
+  po.node_runs = 0;
+  const LatencyProfile p = profile(*gm, "onednn-cpu", {2, 3, 16, 16}, po);
+  CHECK(p.isa == isa);
+  CHECK(LatencyProfile::from_json(p.to_json()).isa == isa);
 }
 #endif

@@ -17,6 +17,7 @@
 #include "tailor/transforms/transforms.hpp"
 #include "tailor/version.hpp"
 #include "tailor/runtime/backend.hpp"
+#include "tailor/runtime/isa.hpp"
 #include "tailor/profile/profiler.hpp"
 #include "tailor/variant/card.hpp"
 #include "tailor/prune/prune.hpp"

@@ -131,6 +131,7 @@ struct ProfileArgs {
   bool check = false;
   bool no_fold = false;
   double tolerance = 1e-4;
+  std::string isa;
   ProfileOptions options;
 };
 
@@ -157,6 +158,9 @@ std::pair<double, double> compare_outputs(const c10::IValue& a, const c10::IValu
 }
 
 int profile_cmd(const std::string& model, const std::string& input, ProfileArgs args, bool json) {
+  // First, before any kernel exists: oneDNN fixes its ISA when it makes the first one.
+  if (!args.isa.empty()) set_isa_cap(args.isa);
+  args.options.isa = args.isa;
   GraphModule gm = load_model(model);
   const auto shape = input.empty() ? default_shape(model) : parse_shape(input);
   const auto backends = split_list(args.backends);
@@ -189,6 +193,7 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
       co.threads = args.threads;
       co.fold = !args.no_fold;
       co.dtype = args.options.dtype;
+      co.isa = args.isa;
       auto exe = compile(backends[i], *gm, co);
       c10::IValue y = exe->run({x});
       if (i == 0) {
@@ -661,6 +666,8 @@ int main(int argc, char** argv) {
   profile_sub->add_option("--nodes", pargs.nodes, "slowest nodes to list")->capture_default_str();
   profile_sub->add_option("--dtype", pargs.options.dtype, "float32, or bfloat16 (onednn-cpu on avx512_core CPUs)")
       ->capture_default_str();
+  profile_sub->add_option("--isa", pargs.isa, "cap the x86 ISA of CPU kernels: sse41, avx, avx2, avx2_vnni, avx512_core, "
+                          "avx512_core_vnni, ... (to profile for a smaller x86 CPU)");
   profile_sub->add_flag("--no-fold", pargs.no_fold, "keep batch norms and dropouts (default: fold for inference)");
   profile_sub->add_flag("--check", pargs.check, "run every backend on one input and report the largest difference");
   profile_sub->add_option("--tolerance", pargs.tolerance, "--check: largest relative difference allowed")

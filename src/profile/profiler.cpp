@@ -1,4 +1,5 @@
 #include "tailor/profile/profiler.hpp"
+#include "tailor/runtime/isa.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -217,7 +218,10 @@ LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend
     co.threads = options.threads;
     co.fold = options.fold;
     co.dtype = options.dtype;
+  co.isa = options.isa;
+    co.isa = options.isa;
     auto exe = b->compile(module, co);
+    p.isa = effective_isa();
     auto inputs = random_inputs(shape, options.seed);
     bool stable = false;
     const LatencyStats stats = time_executable(*exe, inputs, options, &stable);
@@ -282,6 +286,7 @@ std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleIm
   co.threads = options.threads;
   co.fold = options.fold;
   co.dtype = options.dtype;
+  co.isa = options.isa;
   std::vector<std::unique_ptr<Executable>> exes;
   for (const auto* m : modules) exes.push_back(b->compile(*m, co));
   const auto inputs = random_inputs(input_shape, options.seed);
@@ -329,6 +334,7 @@ std::string LatencyProfile::to_json() const {
             {"peak_activation_bytes", peak_activation_bytes},
             {"weight_bytes", weight_bytes},
             {"executable", executable},
+            {"isa", isa},
             {"nodes", nodes_j}};
   return j.dump(2);
 }
@@ -364,6 +370,7 @@ LatencyProfile LatencyProfile::from_json(const std::string& text) {
     p.peak_activation_bytes = j.value("peak_activation_bytes", int64_t{0});
     p.weight_bytes = j.value("weight_bytes", int64_t{0});
     p.executable = j.value("executable", "");
+    p.isa = j.value("isa", "");
     for (const auto& n : j.value("nodes", json::array()))
       p.nodes.push_back({n.at("node").get<std::string>(), n.value("kind", ""), n.value("fused", std::vector<std::string>{}),
                          n.value("ms", 0.0), n.value("share", 0.0)});

@@ -15,6 +15,7 @@
 
 #include "tailor/ir/ops.hpp"
 #include "tailor/pass/pass.hpp"
+#include "tailor/runtime/isa.hpp"
 #include "tailor/prune/prune.hpp"
 #include "tailor/transforms/transforms.hpp"
 #include "../ir/program.hpp"
@@ -66,14 +67,7 @@ std::string QScheme::str() const {
   return s;
 }
 
-bool cpu_has_vnni() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni") != 0 || __builtin_cpu_supports("avxvnni") != 0;
-#else
-  return true;  // ARM's dot-product instructions have no 16-bit intermediate
-#endif
-}
+bool cpu_has_vnni() { return isa_has_int8_dot(effective_isa()); }
 
 QParams qparams_from_range(const torch::Tensor& min_val, const torch::Tensor& max_val, const QScheme& scheme) {
   TAILOR_CHECK(scheme.bits >= 2 && scheme.bits <= 16, "quantization: bits must be in 2..16, got ", scheme.bits);
@@ -1099,7 +1093,9 @@ class StaticQuantPass : public Pass {
     options_.declare("observer", std::string("minmax"), "activation observer: minmax, moving-minmax, percentile, mse, entropy")
         .declare("percentile", 99.99, "percentile observer: which percentile")
         .declare("weight_method", std::string("minmax"), "weight ranges: minmax or mse")
-        .declare("reduce_range", std::string("auto"), "7-bit activations: auto (when the CPU lacks VNNI), true, false")
+        .declare("reduce_range", std::string("true"),
+                 "7-bit activations: true (exact on every x86 CPU), false (8 bits: VNNI CPUs; requantized to 7 "
+                 "bits where compiled for one without), auto (as this process's ISA)")
         .declare("equalize", false, "cross-layer equalization first")
         .declare("bias_correction", false, "empirical bias correction")
         .declare("skip", std::string(""), "layers kept in float, separated by ';'");

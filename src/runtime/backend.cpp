@@ -11,6 +11,7 @@
 #include "../ir/program.hpp"
 #include "backends.hpp"
 #include "tailor/ir/ops.hpp"
+#include "tailor/runtime/isa.hpp"
 #include "tailor/transforms/transforms.hpp"
 
 namespace tailor {
@@ -165,6 +166,7 @@ class LibTorchBackend final : public Backend {
     const std::string why = unavailable_reason();
     TAILOR_CHECK(why.empty(), "backend ", name(), " is not available: ", why);
     if (options.threads > 0) set_threads(options.threads);
+    if (!options.isa.empty() && !cuda_) set_isa_cap(options.isa);
     auto prepared = detail::prepare_for_inference(module, options);
     return std::make_unique<LibTorchExecutable>(prepared, options,
                                                 cuda_ ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU), name());

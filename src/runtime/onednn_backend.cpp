@@ -9,14 +9,21 @@
 // ReLU after it) into the convolution that produces one of its operands (the `sum` post-op).
 //
 // Quantized graphs (fake_quant nodes from tailor::quant) run in real int8: a convolution or linear layer whose
-// input is a per-tensor uint8 fake_quant and whose weight is a symmetric int8 fake_quant of a parameter becomes
-// a u8 x s8 primitive (source zero point, per-channel output scales, int32 accumulation, f32 output with the
-// same post-ops). Its input is quantized by a scaling reorder straight into the layout the primitive wants.
-// Fake-quantized weights of any other scheme (weight-only int4, ...) are constants folded at compile time.
+// input is a per-tensor unsigned fake_quant (qmin >= 0, qmax <= 255) and whose weight is a symmetric int8
+// fake_quant of a parameter becomes a u8 x s8 primitive (source zero point, per-channel output scales, int32
+// accumulation, the same post-ops). When every reader of its result is the same activation quantizer (directly
+// or through max pooling), the primitive writes u8 itself: the requantization is its last post-ops (x / s + z,
+// clipped to [qmin, qmax]), so activations stay u8 from one int8 layer to the next and max pooling runs on u8.
+// Elsewhere a float value is quantized once (a scaling reorder into the layout the primitive wants) and u8
+// values are dequantized only for float readers. CPUs without VNNI saturate u8 x s8 pairs above 7 bits, so
+// when the ISA in force lacks it, 8-bit activation quantizers are requantized to 7 bits over the same range
+// (the summary says how many). Fake-quantized weights of any other scheme (weight-only int4, ...) are
+// constants folded at compile time.
 #include <chrono>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <unordered_map>
@@ -26,6 +33,7 @@
 #include "../ir/program.hpp"
 #include "backends.hpp"
 #include "tailor/ir/ops.hpp"
+#include "tailor/runtime/isa.hpp"
 
 #if TAILOR_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
@@ -126,24 +134,35 @@ class Pool {
   std::vector<torch::Tensor> storage_;
 };
 
+// An activation quantizer as the lowering runs it (after any requantization for the ISA).
+struct QAct {
+  float scale = 1;
+  int32_t zero_point = 0;
+  int64_t qmin = 0, qmax = 255;
+  bool operator==(const QAct& o) const {
+    return scale == o.scale && zero_point == o.zero_point && qmin == o.qmin && qmax == o.qmax;
+  }
+};
+
 struct Home {
   enum class Where { Nowhere, Dnnl, Aten } where = Where::Nowhere;
   MemRef ref;          // Dnnl
   bool has_aten = false;  // an ATen copy is in slots (for fallback readers)
+  // The value quantized to u8 by `q`, in oneDNN memory: written so by an int8 producer, or quantized once for
+  // int8 readers. A value may have only this form (then float readers get a dequantized copy).
+  bool has_q = false;
+  MemRef q_ref;
+  QAct q;
 };
 
-std::string isa_name() {
-  switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
-  }
+// The same memory descriptor (dims and layout) with another data type.
+memory::desc with_type(const memory::desc& d, dt type) {
+  dnnl_memory_desc_t c = d.data;
+  c.data_type = memory::convert_to_c(type);
+  return memory::desc(c);
 }
+
+std::string isa_name() { return onednn_isa(); }
 
 // oneDNN's reference implementations are correct but far slower than ATen's kernels; a node whose only oneDNN
 // implementation is a reference one runs on ATen instead.
@@ -158,6 +177,8 @@ class OnednnExecutable final : public Executable {
       : module_(std::move(module)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), graph_(module_->graph()) {
     options_ = options;
     act_ = options.dtype == "bfloat16" ? dt::bf16 : dt::f32;
+    isa_ = isa_name();
+    int8_dot_ = isa_has_int8_dot(isa_);
     lower();
   }
 
@@ -230,11 +251,64 @@ class OnednnExecutable final : public Executable {
     folded_[v] = t;
     return t;
   }
-  // An activation fake_quant that int8 primitives can take: per tensor, uint8 full range, on an f32 tensor.
+  // An activation fake_quant that int8 primitives can take: per tensor, unsigned (within 0..255), on an f32
+  // tensor, with constant parameters.
   bool is_u8_activation_quant(const Node& n) const {
     return n.kind == ops::kFakeQuant && act_ == dt::f32 && !param_of(n.inputs[0]) && is_f32_tensor(n.inputs[0]) &&
-           n.i("axis", -1) < 0 && n.i("group_size", 0) == 0 && n.i("qmin") == 0 && n.i("qmax") == 255 &&
-           param_of(n.inputs[1]) && param_of(n.inputs[2]);
+           n.i("axis", -1) < 0 && n.i("group_size", 0) == 0 && n.i("qmin") >= 0 && n.i("qmax") <= 255 &&
+           n.i("qmin") < n.i("qmax") && param_of(n.inputs[1]) && param_of(n.inputs[2]);
+  }
+  // Why an activation fake_quant is not one int8 primitives can take (for the summary).
+  std::string why_not_u8_quant(const Node& n) const {
+    if (act_ != dt::f32) return "int8 layers run in fp32 executables only";
+    if (n.i("axis", -1) >= 0 || n.i("group_size", 0) > 0) return "per-channel activation quantization";
+    if (n.i("qmin") < 0 || n.i("qmax") > 255) return "signed or wider than 8 bits";
+    if (!param_of(n.inputs[1]) || !param_of(n.inputs[2])) return "its scale is computed at run time";
+    return "its input is not a float tensor";
+  }
+  // The quantizer an int8 primitive applies for fake_quant node n. Without VNNI, u8 x s8 pairs above 7 bits
+  // saturate: an 8-bit quantizer is requantized to 7 bits over the same range.
+  QAct act_q(const Node& n) {
+    const int id = graph_.find_id(n.name);
+    auto it = qact_.find(id);
+    if (it != qact_.end()) return it->second;
+    QAct q;
+    q.scale = weight(*param_of(n.inputs[1])).item<float>();
+    q.zero_point = weight(*param_of(n.inputs[2])).item<int32_t>();
+    q.qmin = n.i("qmin");
+    q.qmax = n.i("qmax");
+    if (!int8_dot_ && q.qmax > 127) {
+      const double lo = (q.qmin - q.zero_point) * static_cast<double>(q.scale);
+      const double hi = (q.qmax - q.zero_point) * static_cast<double>(q.scale);
+      QAct r;
+      r.qmin = 0;
+      r.qmax = 127;
+      r.scale = static_cast<float>((hi - lo) / 127.0);
+      r.zero_point = static_cast<int32_t>(std::clamp<double>(std::nearbyint(-lo / r.scale), 0, 127));
+      q = r;
+      ++requantized_;
+    }
+    qact_[id] = q;
+    return q;
+  }
+  // The quantizer every reader of v applies, directly or after max pooling (which commutes with a monotonic
+  // quantizer exactly): then v's producer may write u8.
+  std::optional<QAct> target_quant(int v) {
+    if (graph_.is_graph_output(v)) return std::nullopt;
+    const auto users = graph_.users(v);
+    if (users.empty()) return std::nullopt;
+    std::optional<QAct> q;
+    for (int u : users) {
+      const Node& un = graph_.node(u);
+      std::optional<QAct> uq;
+      if (un.inputs.empty() || un.inputs[0] != v || std::count(un.inputs.begin(), un.inputs.end(), v) != 1)
+        return std::nullopt;
+      if (is_u8_activation_quant(un)) uq = act_q(un);
+      else if (un.kind == ops::kMaxPool && un.outputs.size() == 1) uq = target_quant(un.outputs[0]);
+      if (!uq || (q && !(*q == *uq))) return std::nullopt;
+      q = uq;
+    }
+    return q;
   }
   // A weight fake_quant that int8 primitives can take: symmetric int8 of a parameter, per tensor or per
   // output channel.
@@ -281,6 +355,9 @@ class OnednnExecutable final : public Executable {
     if (it == pending_.end()) return;
     const int id = it->second;
     pending_.erase(it);
+    if (deferred_quant_.count(v) && reading_node_)
+      fake_quant_on_aten_.push_back(graph_.node(id).name + " (read by " + reading_node_->name + ", " +
+                                    reading_node_->kind + ", which runs in float)");
     // A deferred fake_quant reads other values; they are made available to ATen first.
     for (int in : graph_.node(id).inputs) ensure_aten(in);
     Step s;
@@ -295,6 +372,20 @@ class OnednnExecutable final : public Executable {
     emit_pending(v);
     Home& h = homes_[v];
     if (h.where == Home::Where::Dnnl) return h.ref;
+    if (h.where == Home::Where::Nowhere && h.has_q) {
+      // Float readers of a value that exists only as u8: dequantize once, (q - z) * s, in the same layout.
+      MemRef out = new_buffer(with_type(h.q_ref.desc, act_));
+      dnnl::primitive_attr attr;
+      attr.set_output_scales(0, {h.q.scale});
+      attr.set_zero_points(DNNL_ARG_SRC, 0, {h.q.zero_point});
+      add_dnnl_step(graph_.value(v).name, "dequantize", {},
+                    dnnl::reorder(dnnl::reorder::primitive_desc(engine_, h.q_ref.desc, engine_, out.desc, attr)),
+                    {{DNNL_ARG_FROM, h.q_ref}, {DNNL_ARG_TO, out}});
+      ++dequantized_;
+      set_home_dnnl(v, out);
+      alive_in_pool_.insert({v, out.pool});
+      return out;
+    }
     TAILOR_INTERNAL_ASSERT(h.where == Home::Where::Aten, "value ", graph_.value(v).name, " has no home");
     Step s;
     s.type = Step::Type::FromAten;
@@ -335,6 +426,7 @@ class OnednnExecutable final : public Executable {
   void ensure_aten(int v) {
     emit_pending(v);
     Home& h = homes_[v];
+    if (h.where == Home::Where::Nowhere && h.has_q) dnnl_ref(v);
     if (h.where == Home::Where::Aten || h.has_aten || h.where == Home::Where::Nowhere) return;
     Step s;
     s.type = Step::Type::ToAten;
@@ -402,7 +494,7 @@ class OnednnExecutable final : public Executable {
       const Node* u = sole_user(f.out);
       if (u && u->kind == ops::kAdd && !used_.count(graph_.find_id(u->name)) && u->f("alpha", 1.0) == 1.0) {
         const int other = u->inputs[0] == f.out ? u->inputs[1] : u->inputs[0];
-        if (is_f32_tensor(other) && shape(other) == shape(f.out) && homes_[other].where != Home::Where::Nowhere) {
+        if (is_f32_tensor(other) && shape(other) == shape(f.out) && (homes_[other].where != Home::Where::Nowhere || homes_[other].has_q)) {
           f.add = u;
           f.add_other = other;
           f.out = u->outputs[0];
@@ -456,8 +548,8 @@ class OnednnExecutable final : public Executable {
   }
   int buffer_values(int pool) const {
     int n = 0;
-    for (const auto& [v, alive] : alive_in_pool_)
-      if (alive == pool) ++n;
+    for (const auto& entry : alive_in_pool_)
+      if (entry.second == pool) ++n;
     return n;
   }
 
@@ -468,12 +560,12 @@ class OnednnExecutable final : public Executable {
     bool per_channel = false;
     int32_t src_zero_point = 0;
   };
-  Int8Layer int8_layer(const Node& act_quant, int weight_value, const torch::Tensor& w, const torch::Tensor& bias) {
+  Int8Layer int8_layer(const QAct& xq, int weight_value, const torch::Tensor& w, const torch::Tensor& bias) {
     const Node* wq = fq_of_params(weight_value);
-    const float sx = weight(*param_of(act_quant.inputs[1])).item<float>();
+    const float sx = xq.scale;
     const torch::Tensor sw = weight(*param_of(wq->inputs[1])).to(torch::kFloat);
     Int8Layer q;
-    q.src_zero_point = weight(*param_of(act_quant.inputs[2])).item<int32_t>();
+    q.src_zero_point = xq.zero_point;
     q.per_channel = wq->i("axis", -1) == 0 && sw.numel() > 1;
     std::vector<int64_t> view(static_cast<size_t>(w.dim()), 1);
     view[0] = -1;
@@ -484,20 +576,47 @@ class OnednnExecutable final : public Executable {
     if (bias.defined()) q.bias = (bias.reshape({-1}) / out_scales).contiguous();
     return q;
   }
-  // The input of an int8 layer: its f32 source scaled, rounded and shifted by the zero point into u8, in the
-  // layout the primitive chose (one reorder, the quantization itself).
-  MemRef quantized_input(const Node& act_quant, const memory::desc& want, const std::string& node) {
-    const float sx = weight(*param_of(act_quant.inputs[1])).item<float>();
-    const int32_t zx = weight(*param_of(act_quant.inputs[2])).item<int32_t>();
-    MemRef cur = dnnl_ref(act_quant.inputs[0]);
-    MemRef out = new_buffer(want);
-    dnnl::primitive_attr attr;
-    attr.set_output_scales(0, {1.0f / sx});
-    attr.set_zero_points(DNNL_ARG_DST, 0, {zx});
-    add_dnnl_step(node, "quantize", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want, attr)),
-                  {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, out}});
-    temps_.push_back(out);
+  // The input of an int8 layer, u8 in the layout `want`: the u8 form of the fake_quant output vq when it has
+  // one (reordered if the layout differs), else its f32 source quantized now, once for all int8 readers.
+  MemRef quantized_ref(int vq, const memory::desc& want, const std::string& node) {
+    Home& h = homes_[vq];
+    if (!h.has_q) {
+      const Node& fq = *graph_.producer(vq);
+      const QAct q = act_q(fq);
+      MemRef cur = dnnl_ref(fq.inputs[0]);
+      const bool clip = q.qmin > 0 || q.qmax < 255;  // u8 saturation clips to [0, 255] by itself
+      if (clip) {
+        // Clip in float to the range the quantizer covers, so the scaling reorder lands in [qmin, qmax].
+        const float lo = (q.qmin - q.zero_point) * q.scale, hi = (q.qmax - q.zero_point) * q.scale;
+        dnnl::eltwise_forward::primitive_desc pd(
+            dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_clip, cur.desc, lo, hi),
+            engine_);
+        MemRef clipped = new_temp(cur.desc);
+        add_dnnl_step(node, "clip", {}, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, clipped}});
+        cur = clipped;
+      }
+      MemRef out = new_buffer(want);
+      dnnl::primitive_attr attr;
+      attr.set_output_scales(0, {1.0f / q.scale});
+      attr.set_zero_points(DNNL_ARG_DST, 0, {q.zero_point});
+      add_dnnl_step(node, "quantize", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want, attr)),
+                    {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, out}});
+      ++quantized_;
+      define_q(vq, out, q);
+      return out;
+    }
+    if (h.q_ref.desc == want) return h.q_ref;
+    MemRef out = new_temp(want);
+    add_dnnl_step(node, "reorder", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, h.q_ref.desc, engine_, want)),
+                  {{DNNL_ARG_FROM, h.q_ref}, {DNNL_ARG_TO, out}});
+    ++reorders_;
     return out;
+  }
+  // Post-ops that turn a float result into u8 of quantizer q: x / s + z, clipped where q covers less than u8.
+  void append_requantize(dnnl::post_ops& po, const QAct& q) const {
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.scale, static_cast<float>(q.zero_point));
+    if (q.qmin > 0 || q.qmax < 255)
+      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(q.qmin), static_cast<float>(q.qmax));
   }
 
   bool lower_conv(const Node& n) {
@@ -528,37 +647,53 @@ class OnednnExecutable final : public Executable {
     }
     const memory::desc wplain(wdims, int8 ? dt::s8 : dt::f32, plain_tag(wdims.size()));
     const memory::desc src_any(memory::dims(xs.begin(), xs.end()), int8 ? dt::u8 : act_, tag::any);
-    const memory::desc dst_any(memory::dims(os.begin(), os.end()), act_, tag::any);
     const memory::desc w_any(wdims, int8 ? dt::s8 : act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({os[1]}, dt::f32, tag::a) : memory::desc();
     Fusion f = plan_fusion(n, true);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post_ops_of(f));
     Int8Layer q;
-    if (int8) {
-      q = int8_layer(*xq, n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
-      attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
-      attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+    if (int8) q = int8_layer(act_q(*xq), n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
+    // An int8 layer whose readers all quantize its result the same way writes u8 (requantized by post-ops).
+    std::optional<QAct> out_q = int8 && !f.add ? target_quant(f.out) : std::nullopt;
+    auto make_pd = [&](bool u8_out) -> std::optional<dnnl::convolution_forward::primitive_desc> {
+      dnnl::primitive_attr attr;
+      dnnl::post_ops po = post_ops_of(f);
+      if (u8_out) append_requantize(po, *out_q);
+      attr.set_post_ops(po);
+      if (int8) {
+        attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
+        attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+      }
+      const memory::desc dst_any(memory::dims(os.begin(), os.end()), u8_out ? dt::u8 : act_, tag::any);
+      try {
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                          src_any, w_any, b_desc, dst_any, strides, dil, pad_l, pad_r);
+        dnnl::convolution_forward::primitive_desc pd(d, attr, engine_);
+        if (is_reference(pd)) return std::nullopt;
+        return pd;
+      } catch (const dnnl::error&) {
+        return std::nullopt;
+      }
+    };
+    auto made = out_q ? make_pd(true) : std::nullopt;
+    if (!made) {
+      out_q.reset();
+      made = make_pd(false);
     }
-    dnnl::convolution_forward::primitive_desc pd;
-    try {
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                        src_any, w_any, b_desc, dst_any, strides, dil, pad_l, pad_r);
-      pd = dnnl::convolution_forward::primitive_desc(d, attr, engine_);
-    } catch (const dnnl::error&) {
-      return false;
-    }
-    if (is_reference(pd)) return false;
+    if (!made) return false;
+    const dnnl::convolution_forward::primitive_desc pd = *made;
     const std::string name = n.name;
-    MemRef src = int8 ? quantized_input(*xq, pd.src_desc(), name) : dnnl_ref_as(x, pd.src_desc(), name);
+    if (int8 && homes_[x].has_q) ++u8_inputs_;
+    MemRef src = int8 ? quantized_ref(x, pd.src_desc(), name) : dnnl_ref_as(x, pd.src_desc(), name);
     MemRef wref = own_reordered(int8 ? q.weight : w, wplain, pd.weights_desc());
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wref}};
     if (has_bias) args.push_back({DNNL_ARG_BIAS, own(int8 ? q.bias : const_tensor(n.inputs[2]), b_desc)});
     MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), src, name) : new_buffer(pd.dst_desc());
     args.push_back({DNNL_ARG_DST, dst});
-    add_dnnl_step(name, int8 ? "conv int8" : "conv", fused_names(f), dnnl::convolution_forward(pd), std::move(args));
-    define(f.out, dst);
+    add_dnnl_step(name, int8 ? (out_q ? "conv int8->u8" : "conv int8") : "conv", fused_names(f),
+                  dnnl::convolution_forward(pd), std::move(args));
+    if (out_q) define_q(f.out, dst, *out_q);
+    else define(f.out, dst);
     ++lowered_;
     int8_ += int8;
     fused_ += static_cast<int>(f.eltwise.size()) + (f.add ? 1 : 0);
@@ -575,32 +710,46 @@ class OnednnExecutable final : public Executable {
     const int64_t k = xs.back(), nout = w.size(0);
     const int64_t m = std::accumulate(xs.begin(), xs.end() - 1, int64_t{1}, std::multiplies<int64_t>());
     const memory::desc src_d({m, k}, int8 ? dt::u8 : act_, tag::ab);
-    const memory::desc dst_d({m, nout}, act_, tag::ab);
     const memory::desc w_plain({k, nout}, int8 ? dt::s8 : dt::f32, tag::ba);  // W^T viewed in place
     const memory::desc w_any({k, nout}, int8 ? dt::s8 : act_, tag::any);
     const bool has_bias = !is_none(n.inputs[2]);
     const memory::desc b_desc = has_bias ? memory::desc({1, nout}, dt::f32, tag::ab) : memory::desc();
     Fusion f = plan_fusion(n, false);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post_ops_of(f));
     Int8Layer q;
-    if (int8) {
-      q = int8_layer(*xq, n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
-      attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
-      attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+    if (int8) q = int8_layer(act_q(*xq), n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
+    std::optional<QAct> out_q = int8 ? target_quant(f.out) : std::nullopt;
+    auto make_pd = [&](bool u8_out) -> std::optional<dnnl::matmul::primitive_desc> {
+      dnnl::primitive_attr attr;
+      dnnl::post_ops po = post_ops_of(f);
+      if (u8_out) append_requantize(po, *out_q);
+      attr.set_post_ops(po);
+      if (int8) {
+        attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
+        attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+      }
+      try {
+        dnnl::matmul::primitive_desc pd(
+            dnnl::matmul::desc(src_d, w_any, b_desc, memory::desc({m, nout}, u8_out ? dt::u8 : act_, tag::ab)), attr,
+            engine_);
+        if (is_reference(pd)) return std::nullopt;
+        return pd;
+      } catch (const dnnl::error&) {
+        return std::nullopt;
+      }
+    };
+    auto made = out_q ? make_pd(true) : std::nullopt;
+    if (!made) {
+      out_q.reset();
+      made = make_pd(false);
     }
-    dnnl::matmul::primitive_desc pd;
-    try {
-      dnnl::matmul::desc d(src_d, w_any, b_desc, dst_d);
-      pd = dnnl::matmul::primitive_desc(d, attr, engine_);
-    } catch (const dnnl::error&) {
-      return false;
-    }
-    if (is_reference(pd)) return false;
+    if (!made) return false;
+    const dnnl::matmul::primitive_desc pd = *made;
+    const memory::desc dst_d = pd.dst_desc();
     // The input must be plain and contiguous; a blocked 2-d layout is reordered, an N-d one is viewed as [M, K].
     MemRef src;
     if (int8) {
-      src = quantized_input(*xq, memory::desc(memory::dims(xs.begin(), xs.end()), dt::u8, plain_tag(xs.size())), n.name);
+      if (homes_[x].has_q) ++u8_inputs_;
+      src = quantized_ref(x, memory::desc(memory::dims(xs.begin(), xs.end()), dt::u8, plain_tag(xs.size())), n.name);
     } else {
       src = dnnl_ref(x);
       if (!(src.desc == act_desc(xs))) src = dnnl_ref_as(x, act_desc(xs), n.name);
@@ -611,9 +760,13 @@ class OnednnExecutable final : public Executable {
     if (has_bias) args.push_back({DNNL_ARG_BIAS, own(int8 ? q.bias.reshape({1, nout}) : const_tensor(n.inputs[2]), b_desc)});
     MemRef dst = new_buffer(dst_d);
     args.push_back({DNNL_ARG_DST, dst});
-    add_dnnl_step(n.name, int8 ? "linear int8" : "linear", fused_names(f), dnnl::matmul(pd), std::move(args));
-    dst.desc = act_desc(shape(f.out));
-    define(f.out, dst);
+    add_dnnl_step(n.name, int8 ? (out_q ? "linear int8->u8" : "linear int8") : "linear", fused_names(f),
+                  dnnl::matmul(pd), std::move(args));
+    const auto& out_shape = shape(f.out);
+    dst.desc = memory::desc(memory::dims(out_shape.begin(), out_shape.end()), out_q ? dt::u8 : act_,
+                            plain_tag(out_shape.size()));
+    if (out_q) define_q(f.out, dst, *out_q);
+    else define(f.out, dst);
     ++lowered_;
     int8_ += int8;
     fused_ += static_cast<int>(f.eltwise.size());
@@ -654,8 +807,10 @@ class OnednnExecutable final : public Executable {
                 : (n.b("count_include_pad") ? dnnl::algorithm::pooling_avg_include_padding
                                             : dnnl::algorithm::pooling_avg_exclude_padding);
     }
-    MemRef src = dnnl_ref(x);
-    const memory::desc dst_any(memory::dims(os.begin(), os.end()), act_, tag::any);
+    // Max pooling of a value that exists as u8 runs on u8 (max commutes with the quantizer).
+    const bool on_u8 = n.kind == ops::kMaxPool && homes_[x].has_q && homes_[x].where != Home::Where::Dnnl;
+    MemRef src = on_u8 ? homes_[x].q_ref : dnnl_ref(x);
+    const memory::desc dst_any(memory::dims(os.begin(), os.end()), on_u8 ? dt::u8 : act_, tag::any);
     dnnl::pooling_v2_forward::primitive_desc pd;
     try {
       dnnl::pooling_v2_forward::desc d(dnnl::prop_kind::forward_inference, alg, src.desc, dst_any, stride, kernel, dil,
@@ -668,8 +823,9 @@ class OnednnExecutable final : public Executable {
     MemRef dst = new_buffer(pd.dst_desc());
     std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
     if (pd.workspace_desc().get_size() > 0) args.push_back({DNNL_ARG_WORKSPACE, new_temp(pd.workspace_desc())});
-    add_dnnl_step(n.name, n.kind, {}, dnnl::pooling_v2_forward(pd), std::move(args));
-    define(n.outputs[0], dst);
+    add_dnnl_step(n.name, on_u8 ? n.kind + " u8" : n.kind, {}, dnnl::pooling_v2_forward(pd), std::move(args));
+    if (on_u8) define_q(n.outputs[0], dst, homes_[x].q);
+    else define(n.outputs[0], dst);
     ++lowered_;
     return true;
   }
@@ -960,7 +1116,15 @@ class OnednnExecutable final : public Executable {
 
   void define(int v, const MemRef& ref) {
     set_home_dnnl(v, ref);
-    if (ref.pool >= 0) alive_in_pool_[v] = ref.pool;
+    if (ref.pool >= 0) alive_in_pool_.insert({v, ref.pool});
+  }
+  // v's u8 form (its only form until a float reader asks for it).
+  void define_q(int v, const MemRef& ref, const QAct& q) {
+    Home& h = homes_[v];
+    h.has_q = true;
+    h.q_ref = ref;
+    h.q = q;
+    if (ref.pool >= 0) alive_in_pool_.insert({v, ref.pool});
   }
 
   // Values whose last reader has been emitted release their buffers (and ATen slots).
@@ -1002,13 +1166,22 @@ class OnednnExecutable final : public Executable {
         pending_[n.outputs[0]] = id;
         continue;
       }
+      reading_node_ = &n;
       if (is_u8_activation_quant(n)) {
+        const int x = n.inputs[0];
+        if (homes_[x].has_q && homes_[x].q == act_q(n)) {
+          // Its producer wrote u8 with this quantizer already: the output is that buffer.
+          if (homes_[x].q_ref.pool >= 0) pool_.retain(homes_[x].q_ref.pool);
+          define_q(n.outputs[0], homes_[x].q_ref, homes_[x].q);
+          deferred_quant_.insert(n.outputs[0]);
+          release_dead(static_cast<int>(p));
+          continue;
+        }
         // Deferred: int8 layers reading it quantize its input themselves; anything else gets the fake-quantized
         // f32 value computed on demand, so the input stays alive as long as this node's readers.
         homes_[n.outputs[0]].where = Home::Where::Aten;
         pending_[n.outputs[0]] = id;
         deferred_quant_.insert(n.outputs[0]);
-        const int x = n.inputs[0];
         last_reader_pos_[x] = std::max(last_reader_pos_[x], last_reader_pos_[n.outputs[0]]);
         release_dead(static_cast<int>(p));
         continue;
@@ -1028,9 +1201,14 @@ class OnednnExecutable final : public Executable {
       } catch (const dnnl::error& e) {
         TAILOR_FAIL("backend onednn-cpu: lowering node '", n.name, "' (", n.kind, ") failed: ", e.what());
       }
-      if (!done) lower_aten(n, id);
+      if (!done) {
+        if (n.kind == ops::kFakeQuant)
+          fake_quant_on_aten_.push_back(n.name + " (" + why_not_u8_quant(n) + ")");
+        lower_aten(n, id);
+      }
       release_dead(static_cast<int>(p));
     }
+    reading_node_ = nullptr;
     for (int out : graph_.outputs()) ensure_aten(out);
     // ATen slots are freed after their last reader step, as GraphModule frees them.
     std::map<int, size_t> last_step;
@@ -1047,10 +1225,9 @@ class OnednnExecutable final : public Executable {
     for (Step& st : steps_) finalize(st.dnnl);
 
     std::ostringstream os;
-    os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_name() << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
+    os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_ << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
        << dnnl::version()->patch << "): " << lowered_ << " nodes lowered, " << fused_ << " fused as post-ops, "
        << reorders_ << " reorders, " << fallbacks_ << " on ATen";
-    if (int8_) os << ", " << int8_ << " int8 layers";
     if (!fallback_kinds_.empty()) {
       os << " (";
       bool first = true;
@@ -1059,6 +1236,18 @@ class OnednnExecutable final : public Executable {
         first = false;
       }
       os << ")";
+    }
+    if (int8_) {
+      os << ", " << int8_ << " int8 layers (" << u8_inputs_ << " reading u8 written by int8 producers, " << quantized_
+         << " quantizing, " << dequantized_ << " dequantizing steps)";
+      if (requantized_)
+        os << ", " << requantized_ << " activation quantizers requantized from 8 to 7 bits (" << isa_
+           << " has no VNNI: u8 above 127 would saturate)";
+    }
+    if (!fake_quant_on_aten_.empty()) {
+      os << "; fake_quant on ATen: ";
+      for (size_t k = 0; k < fake_quant_on_aten_.size() && k < 6; ++k) os << (k ? "; " : "") << fake_quant_on_aten_[k];
+      if (fake_quant_on_aten_.size() > 6) os << "; and " << fake_quant_on_aten_.size() - 6 << " more";
     }
     os << "; activation pool " << pool_.total_bytes() / 1024 << " KiB";
     summary_ = os.str();
@@ -1146,7 +1335,7 @@ class OnednnExecutable final : public Executable {
   std::vector<Step> steps_;
   std::vector<Home> homes_;
   std::vector<int> last_reader_, last_reader_pos_;
-  std::map<int, int> alive_in_pool_;  // value -> pool buffer
+  std::multimap<int, int> alive_in_pool_;  // value -> pool buffers (its float and u8 forms)
   std::vector<MemRef> temps_;
   std::map<int, int> pending_;  // value -> param/constant node emitted only when a fallback reads it
   std::set<int> used_;  // nodes fused into an earlier step
@@ -1154,7 +1343,12 @@ class OnednnExecutable final : public Executable {
   dt act_ = dt::f32;
   std::map<int, torch::Tensor> folded_;  // fake-quantized weights, computed once
   std::set<int> deferred_quant_;          // activation fake_quant outputs that int8 layers consume directly
-  int int8_ = 0;
+  int int8_ = 0, u8_inputs_ = 0, quantized_ = 0, dequantized_ = 0, requantized_ = 0;
+  std::string isa_;
+  bool int8_dot_ = false;                  // the ISA multiplies u8 x s8 without 16-bit saturation
+  std::map<int, QAct> qact_;               // fake_quant node -> the quantizer its int8 readers apply
+  const Node* reading_node_ = nullptr;     // the node being lowered
+  std::vector<std::string> fake_quant_on_aten_;  // activation quantizers that ran as fake_quant, and why
   int64_t weight_bytes_ = 0, fallback_peak_ = 0;
   int lowered_ = 0, fused_ = 0, reorders_ = 0, fallbacks_ = 0;
   std::set<std::string> fallback_kinds_;
@@ -1166,6 +1360,7 @@ class OnednnBackend final : public Backend {
   std::string name() const override { return "onednn-cpu"; }
   std::string unavailable_reason() const override { return {}; }
   std::unique_ptr<Executable> compile(const GraphModuleImpl& module, const CompileOptions& options) const override {
+    if (!options.isa.empty()) set_isa_cap(options.isa);
     if (options.dtype == "bfloat16") {
       const std::string isa = isa_name();
       TAILOR_CHECK(isa.rfind("avx512_core", 0) == 0, "backend onednn-cpu: bfloat16 needs an avx512_core CPU or newer; "

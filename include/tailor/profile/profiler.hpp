@@ -48,6 +48,7 @@ struct ThroughputPoint {
 
 struct LatencyProfile {
   std::string backend, device, dtype;
+  std::string isa;  ///< the x86 ISA level CPU kernels ran with (the CPU's best, or the cap in force)
   int threads = 0;
   int64_t batch = 0;
   std::vector<std::vector<int64_t>> input_shapes;
@@ -74,6 +75,7 @@ struct ProfileOptions {
   uint64_t seed = 0;
   bool fold = true;
   std::string dtype = "float32";  ///< "bfloat16" on onednn-cpu where the CPU has avx512_core
+  std::string isa;  ///< cap the x86 ISA before compiling (CompileOptions::isa); empty: the level in force
 };
 
 /// Compiles `module` on `backend` for `input_shape` (its first dimension is replaced by each batch size) and

@@ -23,17 +23,18 @@ struct QScheme {
   bool symmetric = true;
   bool per_channel = false;   ///< one scale per output channel (axis 0); for weights
   int64_t group_size = 0;     ///< > 0: one scale per `group_size` consecutive weights of a row (implies per-row)
-  bool reduce_range = false;  ///< one bit less (PyTorch's reduce_range), for int8 CPUs without VNNI
+  bool reduce_range = false;  ///< one bit less (PyTorch's reduce_range): exact on int8 CPUs without VNNI too
   int64_t qmin() const;
   int64_t qmax() const;
-  /// uint8 affine per-tensor: what activations use; `reduce_range` defaults to "this CPU lacks VNNI".
+  /// uint8 affine per-tensor: what activations use (7 bits with `reduce_range`).
   static QScheme activations_u8(bool reduce_range);
   static QScheme weights_int8();  ///< int8 symmetric per channel
   static QScheme weights_int4(int64_t group_size);  ///< int4 asymmetric, group-wise (0: per channel)
   std::string str() const;  ///< e.g. "u8 asym per-tensor", "s4 asym group128"
 };
 
-/// True when this CPU multiplies int8 without the 16-bit saturation of pre-VNNI AVX2 (so full-range u8 is safe).
+/// True when the ISA in force (the CPU's, or lower when capped: see tailor/runtime/isa.hpp) multiplies int8
+/// without the 16-bit saturation of pre-VNNI instructions (so full-range u8 activations are exact).
 bool cpu_has_vnni();
 
 /// Scales and zero points for a scheme: scale float32 and zero_point int32, shape [1] per tensor, [C] per
@@ -117,7 +118,9 @@ struct QuantReport {
 /// Post-training static quantization: int8 weights and uint8 activations at the inputs of every conv and
 /// linear layer. Batch norm is folded and dropout removed first.
 struct PtqOptions {
-  QScheme activations = QScheme::activations_u8(!cpu_has_vnni());
+  /// 7-bit activations by default: the same variant then runs exactly on every x86 ISA (onednn-cpu requantizes
+  /// 8-bit ones to 7 bits when compiled for a CPU without VNNI, which the fake-quant graph does not model).
+  QScheme activations = QScheme::activations_u8(true);
   QScheme weights = QScheme::weights_int8();
   ObserverOptions observer;
   std::string weight_method = "minmax";  ///< minmax | mse

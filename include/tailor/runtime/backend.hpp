@@ -24,6 +24,9 @@ struct CompileOptions {
   std::string dtype = "float32";
   /// Fold batch norms into convolutions and drop dropouts before compiling (what inference deployment does).
   bool fold = true;
+  /// Caps the x86 ISA of CPU kernels ("avx2", "avx512_core_vnni", ...; see isa.hpp) before compiling; empty: the
+  /// level in force. The cap is process-wide and fixed once the first oneDNN kernel exists.
+  std::string isa;
 };
 
 /// The time of one step of a run. A step is one graph node, or an anchor node with the nodes fused into it.
