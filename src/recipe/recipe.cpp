@@ -1,6 +1,7 @@
 // Compression recipes: parsing with positions, the resumable runner, goals and Pareto fronts, and the HTML
 // report (see tailor/recipe/recipe.hpp).
 #include "tailor/recipe/recipe.hpp"
+#include "tailor/runtime/isa.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -261,7 +262,7 @@ Recipe parse_recipe(const std::string& path) {
   if (r.variants.empty()) P.fail(root, "the recipe has no variants: give a 'sweep' or 'variants'");
 
   if (const auto p = root["profile"]) {
-    P.keys(p, "profile", {"backends", "threads", "batch", "max_seconds", "rounds"});
+    P.keys(p, "profile", {"backends", "threads", "batch", "max_seconds", "rounds", "isa"});
     if (const auto b = p["backends"]) {
       if (!b.IsSequence() || b.size() == 0) P.fail(b, "profile.backends must be a list, e.g. [onednn-cpu, libtorch-cpu]");
       r.backends.clear();
@@ -278,6 +279,11 @@ Recipe parse_recipe(const std::string& path) {
     if (p["threads"]) r.threads = static_cast<int>(P.integer(p["threads"], "profile.threads"));
     if (p["batch"]) r.batch = P.integer(p["batch"], "profile.batch");
     if (p["max_seconds"]) r.max_seconds = P.number(p["max_seconds"], "profile.max_seconds");
+    if (p["isa"]) {
+      r.isa = P.text(p["isa"], "profile.isa");
+      if (std::find(isa_levels().begin(), isa_levels().end(), r.isa) == isa_levels().end())
+        P.fail(p["isa"], "profile.isa: unknown ISA '", r.isa, "'; valid ISAs: ", join(isa_levels(), ", "));
+    }
     if (p["rounds"]) {
       r.rounds = static_cast<int>(P.integer(p["rounds"], "profile.rounds"));
       if (r.rounds < 1) P.fail(p["rounds"], "profile.rounds must be at least 1, got ", r.rounds);
@@ -534,6 +540,8 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
   const std::string manifest_path = (fs::path(out) / "manifest.json").string();
   const std::string steps_path = (fs::path(out) / ".tailor-steps.json").string();
   const bool log = !opt.quiet;
+  // Before training or loading runs any kernel: oneDNN fixes its ISA with the first one.
+  if (!r.isa.empty()) set_isa_cap(r.isa);
   const auto start = std::chrono::steady_clock::now();
   const auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
 
@@ -561,6 +569,7 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
   base_key << r.model_file << "|" << r.zoo << "|" << r.width << "|" << r.train_epochs << "|" << r.train_lr << "|"
            << r.train_limit << "|" << r.seed << "|" << r.data << "|" << r.eval_limit << "|" << r.batch << "|"
            << r.threads << "|" << join(r.backends);
+  if (!r.isa.empty()) base_key << "|isa=" << r.isa;
   if (!r.model_file.empty()) base_key << "|" << fs::file_size(r.model_file) << "|" << fs::last_write_time(r.model_file).time_since_epoch().count();
 
   const bool has_data = r.data == "fashion-mnist";
@@ -605,6 +614,7 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
       po.batches = {r.batch};
       po.max_seconds = r.max_seconds;
       po.node_runs = 3;
+      po.isa = r.isa;
       card.profiles[b] = profile(m, b, shape, po);
     }
   };
@@ -760,6 +770,7 @@ RunResult run_recipe(const Recipe& r, const RunOptions& opt) {
     ProfileOptions po;
     po.threads = threads;
     po.max_seconds = r.max_seconds;
+    po.isa = r.isa;
     for (const auto& b : r.backends) {
       const auto stats = time_interleaved(modules, b, shape, po, r.rounds);
       for (size_t i = 0; i < ran.size(); ++i) {

@@ -586,6 +586,27 @@ class OnednnExecutable final : public Executable {
       MemRef cur = dnnl_ref(fq.inputs[0]);
       const bool clip = q.qmin > 0 || q.qmax < 255;  // u8 saturation clips to [0, 255] by itself
       if (clip) {
+        // One pass where oneDNN has a fast kernel for it (plain and channels-last layouts): x + 0 written as u8
+        // with the requantizing post-ops, then a u8 reorder if the reader wants another layout.
+        const memory::desc u8_same = with_type(cur.desc, dt::u8);
+        dnnl::post_ops po;
+        append_requantize(po, q);
+        dnnl::primitive_attr attr;
+        attr.set_post_ops(po);
+        const memory::desc zero_d(memory::dims(cur.desc.dims().size(), 1), dt::f32, plain_tag(cur.desc.dims().size()));
+        try {
+          dnnl::binary::primitive_desc pd(dnnl::binary::desc(dnnl::algorithm::binary_add, cur.desc, zero_d, u8_same),
+                                          attr, engine_);
+          if (!is_reference(pd)) {
+            MemRef out = new_buffer(u8_same);
+            add_dnnl_step(node, "quantize", {}, dnnl::binary(pd),
+                          {{DNNL_ARG_SRC_0, cur}, {DNNL_ARG_SRC_1, own(torch::zeros({1}), zero_d)}, {DNNL_ARG_DST, out}});
+            ++quantized_;
+            define_q(vq, out, q);
+            return quantized_ref(vq, want, node);
+          }
+        } catch (const dnnl::error&) {
+        }
         // Clip in float to the range the quantizer covers, so the scaling reorder lands in [qmin, qmax].
         const float lo = (q.qmin - q.zero_point) * q.scale, hi = (q.qmax - q.zero_point) * q.scale;
         dnnl::eltwise_forward::primitive_desc pd(

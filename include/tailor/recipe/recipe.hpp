@@ -51,6 +51,8 @@ struct Recipe {
   /// After every variant is built, all are timed again in this many interleaved rounds per backend and the
   /// cards keep each one's median round (1: keep the profile taken when the variant was built).
   int rounds = 3;
+  /// Caps the x86 ISA of every profile (profiling for a smaller x86 device); empty: this CPU's best.
+  std::string isa;
   // goals
   std::optional<double> max_accuracy_drop;     ///< points below the baseline
   std::map<std::string, double> latency_ms;    ///< p50 budget per backend
