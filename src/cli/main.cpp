@@ -2,6 +2,8 @@
 // train, distill, launch, passes, version).
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <memory>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -395,14 +397,36 @@ double fashion_top1(GraphModuleImpl& gm, int64_t limit) {
   return data::top1_accuracy([&](const at::Tensor& x) { return gm.forward(x); }, test, 500);
 }
 
-int eval_cmd(const std::string& model, const std::string& source, int64_t limit, bool json) {
+// Top-1 of what a backend really runs (int8 kernels on onednn-cpu, not the fake-quant graph): one executable
+// per batch size met (the last batch may be smaller).
+double backend_top1(GraphModuleImpl& gm, const std::string& backend, const std::string& isa, int64_t limit) {
+  const data::Dataset test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), limit);
+  std::map<int64_t, std::unique_ptr<Executable>> exes;
+  return data::top1_accuracy(
+      [&](const at::Tensor& x) {
+        auto& exe = exes[x.size(0)];
+        if (!exe) {
+          CompileOptions co;
+          co.input_shapes = {x.sizes().vec()};
+          co.isa = isa;
+          exe = compile(backend, gm, co);
+        }
+        return exe->run({x}).toTensor().cpu();
+      },
+      test, 500);
+}
+
+int eval_cmd(const std::string& model, const std::string& source, int64_t limit, const std::string& backend,
+             const std::string& isa, bool json) {
   TAILOR_CHECK(source == "fashion-mnist", "--data must be fashion-mnist (the 10,000 test images), got '", source, "'");
+  if (!isa.empty()) set_isa_cap(isa);  // before any kernel exists
   GraphModule gm = load_model(model);
-  const double top1 = fashion_top1(*gm, limit);
+  const double top1 = backend.empty() ? fashion_top1(*gm, limit) : backend_top1(*gm, backend, isa, limit);
+  const std::string ran = backend.empty() ? "graph" : backend + " (" + effective_isa() + ")";
   if (json)
-    std::cout << nlohmann::json{{"model", model}, {"data", source}, {"top1", top1}}.dump(2) << "\n";
+    std::cout << nlohmann::json{{"model", model}, {"data", source}, {"top1", top1}, {"ran_on", ran}}.dump(2) << "\n";
   else
-    std::cout << fmt::format("{}: top-1 {:.2f}% on {}\n", model, 100 * top1, source);
+    std::cout << fmt::format("{}: top-1 {:.2f}% on {} ({})\n", model, 100 * top1, source, ran);
   return 0;
 }
 
@@ -703,6 +727,10 @@ int main(int argc, char** argv) {
   eval_sub->add_option("model", model, "TorchScript file or zoo model name")->required();
   eval_sub->add_option("--data", data_source, "fashion-mnist")->capture_default_str();
   eval_sub->add_option("--limit", limit, "evaluate the first N test images only");
+  std::string eval_backend, eval_isa;
+  eval_sub->add_option("--backend", eval_backend, "run on this backend (onednn-cpu runs int8 kernels) instead of the "
+                       "graph (fake-quant for quantized models)");
+  eval_sub->add_option("--isa", eval_isa, "with --backend: cap the x86 ISA (avx2, sse41, ...)");
   eval_sub->add_flag("--json", json, "print JSON");
 
   QuantArgs qargs;
@@ -778,7 +806,7 @@ int main(int argc, char** argv) {
     if (convert_cmd->parsed()) return convert(model, input, out, pipeline, json, quiet);
     if (profile_sub->parsed()) return profile_cmd(model, input, pargs, json);
     if (prune_sub->parsed()) return prune_cmd(model, input, out, prargs, json);
-    if (eval_sub->parsed()) return eval_cmd(model, data_source, limit, json);
+    if (eval_sub->parsed()) return eval_cmd(model, data_source, limit, eval_backend, eval_isa, json);
     if (quant_sub->parsed()) return quantize_cmd(model, input, out, qargs, json);
     if (compress_sub->parsed()) return compress_cmd(recipe_path, out, no_resume, json);
     if (train_sub->parsed()) return train_cmd("", model, out, targs, json);

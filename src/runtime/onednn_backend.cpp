@@ -20,6 +20,7 @@
 // (the summary says how many). Fake-quantized weights of any other scheme (weight-only int4, ...) are
 // constants folded at compile time.
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -487,7 +488,8 @@ class OnednnExecutable final : public Executable {
     std::vector<const Node*> eltwise;  // in order, after the sum when there is one
     int out = -1;
   };
-  Fusion plan_fusion(const Node& n, bool allow_sum) const {
+  // `chain`: eltwise post-ops the primitive already carries (a standalone hardsigmoid's clip).
+  Fusion plan_fusion(const Node& n, bool allow_sum, std::vector<EltOp> chain = {}) const {
     Fusion f;
     f.out = n.outputs[0];
     if (allow_sum) {
@@ -504,10 +506,24 @@ class OnednnExecutable final : public Executable {
     while (true) {
       const Node* u = sole_user(f.out);
       if (!u || !is_eltwise(*u)) break;
+      const std::vector<EltOp> ops = eltwise_of(*u);
+      std::vector<EltOp> longer = chain;
+      longer.insert(longer.end(), ops.begin(), ops.end());
+      if (repeats_algorithm(longer)) break;  // runs as its own primitive instead
+      chain = std::move(longer);
       f.eltwise.push_back(u);
       f.out = u->outputs[0];
     }
     return f;
+  }
+  // oneDNN 2.6's jit kernels compute wrong results when one post-op chain holds the same eltwise algorithm
+  // twice with different parameters (two clips, two linears: seen on avx2 and sse41 int8 convolutions).
+  static bool repeats_algorithm(const std::vector<EltOp>& chain) {
+    for (size_t i = 0; i < chain.size(); ++i)
+      for (size_t j = i + 1; j < chain.size(); ++j)
+        if (chain[i].alg == chain[j].alg && (chain[i].alpha != chain[j].alpha || chain[i].beta != chain[j].beta))
+          return true;
+    return false;
   }
   dnnl::post_ops post_ops_of(const Fusion& f) const {
     dnnl::post_ops po;
@@ -576,6 +592,27 @@ class OnednnExecutable final : public Executable {
     if (bias.defined()) q.bias = (bias.reshape({-1}) / out_scales).contiguous();
     return q;
   }
+  // Post-ops, output scales and zero points of a conv/linear primitive: float post-ops for a float layer, the
+  // int8 scales for an int8 one, and the requantization when it writes u8 of `out_q`. False when that cannot be.
+  bool set_int8_attr(dnnl::primitive_attr& attr, const Fusion& f, const Int8Layer& q, bool int8, const QAct* out_q) const {
+    if (!out_q) {
+      attr.set_post_ops(post_ops_of(f));
+      if (int8) {
+        attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
+        attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+      }
+      return true;
+    }
+    const auto rq = requantizing(f, *out_q);
+    if (!rq) return false;
+    attr.set_post_ops(rq->po);
+    std::vector<float> scales = q.output_scales;
+    for (float& v : scales) v *= rq->output_factor;
+    attr.set_output_scales(q.per_channel ? 1 << 1 : 0, scales);
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
+    attr.set_zero_points(DNNL_ARG_DST, 0, {out_q->zero_point});
+    return true;
+  }
   // The input of an int8 layer, u8 in the layout `want`: the u8 form of the fake_quant output vq when it has
   // one (reordered if the layout differs), else its f32 source quantized now, once for all int8 readers.
   MemRef quantized_ref(int vq, const memory::desc& want, const std::string& node) {
@@ -590,7 +627,8 @@ class OnednnExecutable final : public Executable {
         // with the requantizing post-ops, then a u8 reorder if the reader wants another layout.
         const memory::desc u8_same = with_type(cur.desc, dt::u8);
         dnnl::post_ops po;
-        append_requantize(po, q);
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.scale, static_cast<float>(q.zero_point));
+        po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(q.qmin), static_cast<float>(q.qmax));
         dnnl::primitive_attr attr;
         attr.set_post_ops(po);
         const memory::desc zero_d(memory::dims(cur.desc.dims().size(), 1), dt::f32, plain_tag(cur.desc.dims().size()));
@@ -633,12 +671,59 @@ class OnednnExecutable final : public Executable {
     ++reorders_;
     return out;
   }
-  // Post-ops that turn a float result into u8 of quantizer q: x / s + z, clipped where q covers less than u8.
-  void append_requantize(dnnl::post_ops& po, const QAct& q) const {
-    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, 1.0f / q.scale, static_cast<float>(q.zero_point));
-    if (q.qmin > 0 || q.qmax < 255)
-      po.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, static_cast<float>(q.qmin), static_cast<float>(q.qmax));
+  // How a fused layer writes u8 of quantizer q: its post-ops, a factor for its output scales, and the zero point
+  // as the destination's (oneDNN adds it after the post-ops, then rounds and saturates). A chain of ReLUs and
+  // clips commutes with the positive scale 1 / s: it becomes one clip in the quantized domain, merged with the
+  // quantizer's [qmin, qmax]. Other chains stay in float and their last op scales by 1 / s. nullopt when
+  // oneDNN cannot express it (see repeats_algorithm).
+  struct Requant {
+    dnnl::post_ops po;
+    float output_factor = 1;
+  };
+  std::optional<Requant> requantizing(const Fusion& f, const QAct& q) const {
+    using A = dnnl::algorithm;
+    std::vector<EltOp> chain;
+    for (const Node* e : f.eltwise)
+      for (const EltOp& op : eltwise_of(*e)) chain.push_back(op);
+    const float inv = 1.0f / q.scale;
+    const float lo_q = static_cast<float>(q.qmin - q.zero_point), hi_q = static_cast<float>(q.qmax - q.zero_point);
+    const bool clamp = q.qmin > 0 || q.qmax < 255;  // else u8 saturation is the clamp
+    const float inf = std::numeric_limits<float>::infinity();
+    Requant r;
+    bool homogeneous = true;
+    float lo = -inf, hi = inf;
+    for (const EltOp& op : chain) {
+      float l, h;
+      if (op.alg == A::eltwise_relu && op.alpha == 0) l = 0, h = inf;
+      else if (op.alg == A::eltwise_clip) l = op.alpha, h = op.beta;
+      else {
+        homogeneous = false;
+        break;
+      }
+      lo = std::max(lo, l);
+      hi = std::min(hi, h);
+    }
+    if (homogeneous && lo <= hi) {
+      r.output_factor = inv;
+      lo *= inv;
+      hi *= inv;
+      if (clamp) {
+        lo = std::max(lo, lo_q);
+        hi = std::min(hi, hi_q);
+      }
+      if (lo == 0 && hi == inf) r.po.append_eltwise(1.0f, A::eltwise_relu, 0.f, 0.f);
+      else if (lo > -inf || hi < inf) r.po.append_eltwise(1.0f, A::eltwise_clip, lo, std::min(hi, 3e38f));
+      return r;
+    }
+    if (repeats_algorithm(chain)) return std::nullopt;
+    const bool has_clip = std::any_of(chain.begin(), chain.end(), [](const EltOp& op) { return op.alg == A::eltwise_clip; });
+    if (clamp && has_clip) return std::nullopt;
+    for (size_t k = 0; k < chain.size(); ++k)
+      r.po.append_eltwise(k + 1 == chain.size() ? inv : 1.0f, chain[k].alg, chain[k].alpha, chain[k].beta);
+    if (clamp) r.po.append_eltwise(1.0f, A::eltwise_clip, lo_q, hi_q);
+    return r;
   }
+
 
   bool lower_conv(const Node& n) {
     const int x = n.inputs[0];
@@ -678,13 +763,7 @@ class OnednnExecutable final : public Executable {
     std::optional<QAct> out_q = int8 && !f.add ? target_quant(f.out) : std::nullopt;
     auto make_pd = [&](bool u8_out) -> std::optional<dnnl::convolution_forward::primitive_desc> {
       dnnl::primitive_attr attr;
-      dnnl::post_ops po = post_ops_of(f);
-      if (u8_out) append_requantize(po, *out_q);
-      attr.set_post_ops(po);
-      if (int8) {
-        attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
-        attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
-      }
+      if (!set_int8_attr(attr, f, q, int8, u8_out ? &*out_q : nullptr)) return std::nullopt;
       const memory::desc dst_any(memory::dims(os.begin(), os.end()), u8_out ? dt::u8 : act_, tag::any);
       try {
         dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
@@ -741,13 +820,7 @@ class OnednnExecutable final : public Executable {
     std::optional<QAct> out_q = int8 ? target_quant(f.out) : std::nullopt;
     auto make_pd = [&](bool u8_out) -> std::optional<dnnl::matmul::primitive_desc> {
       dnnl::primitive_attr attr;
-      dnnl::post_ops po = post_ops_of(f);
-      if (u8_out) append_requantize(po, *out_q);
-      attr.set_post_ops(po);
-      if (int8) {
-        attr.set_output_scales(q.per_channel ? 1 << 1 : 0, q.output_scales);
-        attr.set_zero_points(DNNL_ARG_SRC, 0, {q.src_zero_point});
-      }
+      if (!set_int8_attr(attr, f, q, int8, u8_out ? &*out_q : nullptr)) return std::nullopt;
       try {
         dnnl::matmul::primitive_desc pd(
             dnnl::matmul::desc(src_d, w_any, b_desc, memory::desc({m, nout}, u8_out ? dt::u8 : act_, tag::ab)), attr,
@@ -889,7 +962,7 @@ class OnednnExecutable final : public Executable {
     if (!is_f32_tensor(x)) return false;
     const std::vector<EltOp> elt = eltwise_of(n);
     MemRef src = dnnl_ref(x);
-    Fusion f = plan_fusion(n, false);
+    Fusion f = plan_fusion(n, false, std::vector<EltOp>(elt.begin() + 1, elt.end()));
     dnnl::post_ops po;
     for (size_t k = 1; k < elt.size(); ++k) po.append_eltwise(1.0f, elt[k].alg, elt[k].alpha, elt[k].beta);
     for (const Node* e : f.eltwise)
