@@ -613,6 +613,27 @@ class OnednnExecutable final : public Executable {
     attr.set_zero_points(DNNL_ARG_DST, 0, {out_q->zero_point});
     return true;
   }
+  // A conv/linear primitive descriptor that writes u8 of out_q when oneDNN has a non-reference kernel for it,
+  // else one that writes float (out_q is then cleared); nullopt when neither exists.
+  template <typename PrimitiveDesc, typename Make>
+  std::optional<PrimitiveDesc> u8_or_float(std::optional<QAct>& out_q, const Fusion& f, const Int8Layer& q, bool int8,
+                                           const Make& make) const {
+    auto attempt = [&](const QAct* target) -> std::optional<PrimitiveDesc> {
+      dnnl::primitive_attr attr;
+      if (!set_int8_attr(attr, f, q, int8, target)) return std::nullopt;
+      try {
+        PrimitiveDesc pd = make(attr, target ? dt::u8 : act_);
+        if (is_reference(pd)) return std::nullopt;
+        return pd;
+      } catch (const dnnl::error&) {
+        return std::nullopt;
+      }
+    };
+    if (out_q)
+      if (auto pd = attempt(&*out_q)) return pd;
+    out_q.reset();
+    return attempt(nullptr);
+  }
   // The input of an int8 layer, u8 in the layout `want`: the u8 form of the fake_quant output vq when it has
   // one (reordered if the layout differs), else its f32 source quantized now, once for all int8 readers.
   MemRef quantized_ref(int vq, const memory::desc& want, const std::string& node) {
@@ -761,25 +782,14 @@ class OnednnExecutable final : public Executable {
     if (int8) q = int8_layer(act_q(*xq), n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
     // An int8 layer whose readers all quantize its result the same way writes u8 (requantized by post-ops).
     std::optional<QAct> out_q = int8 && !f.add ? target_quant(f.out) : std::nullopt;
-    auto make_pd = [&](bool u8_out) -> std::optional<dnnl::convolution_forward::primitive_desc> {
-      dnnl::primitive_attr attr;
-      if (!set_int8_attr(attr, f, q, int8, u8_out ? &*out_q : nullptr)) return std::nullopt;
-      const memory::desc dst_any(memory::dims(os.begin(), os.end()), u8_out ? dt::u8 : act_, tag::any);
-      try {
-        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                          src_any, w_any, b_desc, dst_any, strides, dil, pad_l, pad_r);
-        dnnl::convolution_forward::primitive_desc pd(d, attr, engine_);
-        if (is_reference(pd)) return std::nullopt;
-        return pd;
-      } catch (const dnnl::error&) {
-        return std::nullopt;
-      }
-    };
-    auto made = out_q ? make_pd(true) : std::nullopt;
-    if (!made) {
-      out_q.reset();
-      made = make_pd(false);
-    }
+    auto made = u8_or_float<dnnl::convolution_forward::primitive_desc>(
+        out_q, f, q, int8, [&](const dnnl::primitive_attr& attr, dt out) {
+          const memory::desc dst_any(memory::dims(os.begin(), os.end()), out, tag::any);
+          return dnnl::convolution_forward::primitive_desc(
+              dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                              src_any, w_any, b_desc, dst_any, strides, dil, pad_l, pad_r),
+              attr, engine_);
+        });
     if (!made) return false;
     const dnnl::convolution_forward::primitive_desc pd = *made;
     const std::string name = n.name;
@@ -818,24 +828,11 @@ class OnednnExecutable final : public Executable {
     Int8Layer q;
     if (int8) q = int8_layer(act_q(*xq), n.inputs[1], w, has_bias ? const_tensor(n.inputs[2]) : torch::Tensor());
     std::optional<QAct> out_q = int8 ? target_quant(f.out) : std::nullopt;
-    auto make_pd = [&](bool u8_out) -> std::optional<dnnl::matmul::primitive_desc> {
-      dnnl::primitive_attr attr;
-      if (!set_int8_attr(attr, f, q, int8, u8_out ? &*out_q : nullptr)) return std::nullopt;
-      try {
-        dnnl::matmul::primitive_desc pd(
-            dnnl::matmul::desc(src_d, w_any, b_desc, memory::desc({m, nout}, u8_out ? dt::u8 : act_, tag::ab)), attr,
-            engine_);
-        if (is_reference(pd)) return std::nullopt;
-        return pd;
-      } catch (const dnnl::error&) {
-        return std::nullopt;
-      }
-    };
-    auto made = out_q ? make_pd(true) : std::nullopt;
-    if (!made) {
-      out_q.reset();
-      made = make_pd(false);
-    }
+    auto made = u8_or_float<dnnl::matmul::primitive_desc>(
+        out_q, f, q, int8, [&](const dnnl::primitive_attr& attr, dt out) {
+          return dnnl::matmul::primitive_desc(
+              dnnl::matmul::desc(src_d, w_any, b_desc, memory::desc({m, nout}, out, tag::ab)), attr, engine_);
+        });
     if (!made) return false;
     const dnnl::matmul::primitive_desc pd = *made;
     const memory::desc dst_d = pd.dst_desc();
