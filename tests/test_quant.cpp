@@ -145,6 +145,21 @@ TEST_CASE("observers: known ranges, clipping of outliers, NaN rejected", "[quant
   CHECK_THROWS_WITH(q::Observer(u8, bad), Catch::Contains("valid observers: minmax"));
 }
 
+TEST_CASE("entropy calibration of signed data under an affine scheme keeps each tail", "[quant]") {
+  // A normalized image: half the pixels at the dark background (-0.81), the rest spread up to 2.02. One
+  // symmetric threshold on |x| would clip the bright side towards 0.81; each tail keeps its own range.
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::cat({torch::full({20000}, -0.81f), torch::rand({20000}) * 2.02f});
+  q::ObserverOptions o;
+  o.kind = "entropy";
+  q::Observer ob(q::QScheme::activations_u8(true), o);
+  ob.observe(x);
+  const q::QParams qp = ob.qparams();
+  const double scale = qp.scale.item<double>(), zp = qp.zero_point.item<double>();
+  CHECK(scale * (qp.qmax - zp) > 1.9);   // the bright side is kept (uniform data has no tail worth clipping)
+  CHECK(scale * (qp.qmin - zp) < -0.75);  // and the background value stays representable
+}
+
 TEST_CASE("post-training int8 on fashion-resnet: close to float, exported, reloaded, bad input rejected", "[quant]") {
   GraphModule m = trained_like("fashion-resnet", 2);
   const auto calib = random_batches(4, {16, 1, 28, 28}, 5);

@@ -326,11 +326,24 @@ QParams Observer::qparams() const {
       lo = best_lo;
       hi = best_hi;
     } else {
-      const bool signed_data = lo < 0;
-      const int64_t levels = (scheme_.qmax() - scheme_.qmin() + 1) / (signed_data ? 2 : 1);
-      const double t = entropy_threshold(values.abs(), std::max(std::abs(lo), std::abs(hi)), options_.bins, levels);
-      lo = std::max(lo, -t);
-      hi = std::min(hi, t);
+      const int64_t levels = scheme_.qmax() - scheme_.qmin() + 1;
+      if (lo < 0 && hi > 0 && !scheme_.symmetric) {
+        // An affine scheme spends its levels on [lo, hi] as it lies: each tail gets its own threshold, with the
+        // levels it covers. (Folding |x| into one symmetric threshold clipped a normalized image's bright side,
+        // [-0.81, 2.02], down to its dark side's magnitude: -10 points on a trained fashion-resnet.)
+        const auto share = [&](double extent) {
+          return std::max<int64_t>(2, static_cast<int64_t>(std::llround(levels * extent / (hi - lo))));
+        };
+        const torch::Tensor pos = values.masked_select(values > 0), neg = -values.masked_select(values < 0);
+        if (pos.numel() > 0) hi = std::min(hi, entropy_threshold(pos, hi, options_.bins, share(hi)));
+        if (neg.numel() > 0) lo = std::max(lo, -entropy_threshold(neg, -lo, options_.bins, share(-lo)));
+      } else {
+        const bool signed_data = lo < 0;
+        const double t = entropy_threshold(values.abs(), std::max(std::abs(lo), std::abs(hi)), options_.bins,
+                                           levels / (signed_data ? 2 : 1));
+        lo = std::max(lo, -t);
+        hi = std::min(hi, t);
+      }
     }
   }
   return qparams_from_range(torch::tensor({lo}), torch::tensor({hi}), scheme_);
