@@ -163,7 +163,6 @@ memory::desc with_type(const memory::desc& d, dt type) {
   return memory::desc(c);
 }
 
-std::string isa_name() { return onednn_isa(); }
 
 // oneDNN's reference implementations are correct but far slower than ATen's kernels; a node whose only oneDNN
 // implementation is a reference one runs on ATen instead.
@@ -178,7 +177,7 @@ class OnednnExecutable final : public Executable {
       : module_(std::move(module)), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), graph_(module_->graph()) {
     options_ = options;
     act_ = options.dtype == "bfloat16" ? dt::bf16 : dt::f32;
-    isa_ = isa_name();
+    isa_ = onednn_isa();
     int8_dot_ = isa_has_int8_dot(isa_);
     lower();
   }
@@ -1453,7 +1452,7 @@ class OnednnBackend final : public Backend {
   std::unique_ptr<Executable> compile(const GraphModuleImpl& module, const CompileOptions& options) const override {
     if (!options.isa.empty()) set_isa_cap(options.isa);
     if (options.dtype == "bfloat16") {
-      const std::string isa = isa_name();
+      const std::string isa = onednn_isa();
       TAILOR_CHECK(isa.rfind("avx512_core", 0) == 0, "backend onednn-cpu: bfloat16 needs an avx512_core CPU or newer; "
                    "this CPU's oneDNN ISA is ", isa);
     } else {
