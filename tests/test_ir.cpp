@@ -140,15 +140,96 @@ TEST_CASE("unknown passes and options fail and list the valid choices") {
                                                           Catch::Contains("fold-batch-norm"));
   CHECK_THROWS_WITH(parse_pipeline("dce{ratio=1}"), Catch::Contains("invalid option 'ratio'"));
   CHECK_THROWS_WITH(parse_pipeline("dce,(remove-dropout"), Catch::Contains("missing ')'"));
-  PassOptions o;
-  o.declare("ratio", 0.5, "fraction").declare("round_to", int64_t{8}, "multiple").declare("criterion", std::string("l1"), "");
-  o.set("ratio", "0.25");
-  o.set("round_to", "16");
-  CHECK(o.f("ratio") == 0.25);
-  CHECK(o.i("round_to") == 16);
-  CHECK(o.str() == "ratio=0.25,round_to=16,criterion=l1");
-  CHECK_THROWS_WITH(o.set("ratio", "half"), Catch::Contains("expects a number"));
-  CHECK_THROWS_WITH(o.set("rate", "1"), Catch::Contains("candidates are: ratio, round_to, criterion"));
+}
+
+// A pass defined in this file and registered by the macro alone: nothing else names it.
+namespace {
+class CountNodesPass : public tailor::Pass {
+ public:
+  tailor::Option<double> ratio{this, "ratio", 0.5, "a number"};
+  tailor::Option<int64_t> round_to{this, "round_to", 8, "an integer"};
+  tailor::Option<bool> strict{this, "strict", false, "a flag"};
+  tailor::Option<std::string> label{this, "label", "", "free text"};
+  tailor::EnumOption mode{this, "mode", "fast", {"fast", "exact"}, "an enum"};
+  tailor::ListOption<int64_t> sizes{this, "sizes", {1, 2}, "a list of integers"};
+  tailor::ListOption<std::string> layers{this, "layers", {}, "a list of names"};
+  tailor::PassInfo info() const override { return {"test-count-nodes", "counts nodes (a test pass)"}; }
+  bool run(tailor::GraphModuleImpl& m, tailor::PassContext& ctx) override {
+    ctx.stat("nodes", static_cast<int64_t>(m.graph().order().size()));
+    ctx.stat("label", *label);
+    return false;
+  }
+};
+}  // namespace
+TAILOR_REGISTER_PASS(test_count_nodes, CountNodesPass);
+
+TEST_CASE("a pass in its own file registers itself and declares typed options") {
+  auto p = parse_pipeline("test-count-nodes{ratio=0.25,round_to=16,strict=true,mode=exact,sizes=[3,4,5],layers=[a.b,c]}");
+  auto* pass = dynamic_cast<CountNodesPass*>(p->passes().at(0).get());
+  REQUIRE(pass);
+  CHECK(*pass->ratio == 0.25);
+  CHECK(*pass->round_to == 16);
+  CHECK(*pass->strict);
+  CHECK(*pass->mode == "exact");
+  CHECK(*pass->sizes == std::vector<int64_t>{3, 4, 5});
+  CHECK(*pass->layers == std::vector<std::string>{"a.b", "c"});
+  CHECK(p->str(true) == "test-count-nodes{ratio=0.25,round_to=16,strict=true,mode=exact,sizes=[3,4,5],layers=[a.b,c]}");
+  CHECK(p->str() == "test-count-nodes{ratio=0.25,round_to=16,strict=true,label=,mode=exact,sizes=[3,4,5],layers=[a.b,c]}");
+  CHECK(parse_pipeline("test-count-nodes")->str(true) == "test-count-nodes");
+  // Text with the pipeline's own separators is quoted and reads back.
+  pass->label = std::string("a,b{c}=\"d\"");
+  CHECK(parse_pipeline(p->str())->str() == p->str());
+  auto* again = dynamic_cast<CountNodesPass*>(parse_pipeline(p->str())->passes().at(0).get());
+  CHECK(*again->label == "a,b{c}=\"d\"");
+  // Errors name the pass, the option and what it expects.
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{ratio=half}"),
+                    Catch::Contains("pass 'test-count-nodes': option 'ratio' expects a number, got 'half'"));
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{round_to=1.5}"), Catch::Contains("option 'round_to' expects an integer"));
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{strict=maybe}"), Catch::Contains("expects true or false"));
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{mode=slow}"), Catch::Contains("expects one of: fast, exact; got 'slow'"));
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{sizes=[1,x]}"), Catch::Contains("option 'sizes' expects an integer, got 'x'"));
+  CHECK_THROWS_WITH(parse_pipeline("test-count-nodes{rate=1}"),
+                    Catch::Contains("candidates are: ratio, round_to, strict, label, mode, sizes, layers"));
+  // Registering the same class again is harmless; another pass under its name is refused.
+  CHECK_NOTHROW(tailor::register_pass_class<CountNodesPass>());
+  CHECK_THROWS_WITH(register_pass("test-count-nodes", [] { return std::make_shared<CountNodesPass>(); }),
+                    Catch::Contains("already registered"));
+}
+
+namespace {
+// A value other than the default for any option, chosen by its type.
+void set_non_default(tailor::OptionBase& o) {
+  if (auto* e = dynamic_cast<tailor::EnumOption*>(&o)) {
+    for (const auto& c : e->choices())
+      if (c != **e) {
+        *e = c;
+        return;
+      }
+    return;  // a one-value enum has no other value
+  }
+  if (auto* d = dynamic_cast<tailor::Option<double>*>(&o)) *d = **d + 0.125;
+  else if (auto* i = dynamic_cast<tailor::Option<int64_t>*>(&o)) *i = **i + 3;
+  else if (auto* b = dynamic_cast<tailor::Option<bool>*>(&o)) *b = !**b;
+  else if (auto* s = dynamic_cast<tailor::Option<std::string>*>(&o)) *s = std::string("x,y{z}[w]=v \"q\"");
+  else if (auto* l = dynamic_cast<tailor::ListOption<std::string>*>(&o)) *l = std::vector<std::string>{"a.b=c", "d,e"};
+  else if (auto* li = dynamic_cast<tailor::ListOption<int64_t>*>(&o)) *li = std::vector<int64_t>{7, -2};
+  else if (auto* ld = dynamic_cast<tailor::ListOption<double>*>(&o)) *ld = std::vector<double>{0.1, 1e-7};
+  else FAIL("option '" << o.key() << "' has a type this test does not know");
+}
+}  // namespace
+
+TEST_CASE("the pipeline text of every registered pass round-trips with non-default options") {
+  for (const auto& info : registered_passes()) {
+    auto pass = make_pass(info.name);
+    for (auto* o : pass->options().all()) set_non_default(*o);
+    const std::string text = pass->str();
+    INFO(text);
+    const auto back = parse_pipeline(text);
+    REQUIRE(back->passes().size() == 1);
+    CHECK(back->passes()[0]->str() == text);
+    for (auto* o : pass->options().all()) CHECK(back->passes()[0]->options().option(o->key()).print() == o->print());
+    CHECK(parse_pipeline(pass->str(true))->str() == text);
+  }
 }
 
 TEST_CASE("a pipeline records params and MACs before and after each pass") {

@@ -56,7 +56,7 @@ goals: {max_accuracy_drop: 1, latency_ms: {onednn-cpu: 2}}
   for (const auto& v : r.variants) names.push_back(v.name);
   CHECK(names == std::vector<std::string>{"dense-int8", "dense-w4", "c50-fp32", "c50-int8", "c50-w4", "folded"});
   CHECK(r.variants[4].pipeline.size() == 2);
-  CHECK(r.variants[4].pipeline[1].str() == "quantize-weights{bits=4,skip=fc1;fc2}");
+  CHECK(r.variants[4].pipeline[1].str() == "quantize-weights{bits=4,skip=[fc1,fc2]}");
   CHECK(r.input_shape == std::vector<int64_t>{1, 1, 28, 28});
   CHECK(*r.max_accuracy_drop == 1.0);
 
@@ -116,4 +116,33 @@ profile: {max_seconds: 0.1, threads: 1, backends: [onednn-cpu]}
   const rc::RunResult second = rc::run_recipe(r, o);
   CHECK(second.reused == 3);
   CHECK(second.failed.size() == 1);
+}
+
+TEST_CASE("a corrupt resume state is reported, moved aside and rebuilt", "[recipe]") {
+  const auto path = write_recipe("resume.yaml", R"(model: {zoo: fashion-cnn}
+data: none
+variants:
+  - {name: a, pipeline: [dce]}
+profile: {max_seconds: 0.05, threads: 1, rounds: 1, backends: [libtorch-cpu]}
+)");
+  const rc::Recipe r = rc::parse_recipe(path);
+  const auto out = std::filesystem::path(TAILOR_TEST_TMP) / "recipes" / "resume-out";
+  std::filesystem::remove_all(out);
+  rc::RunOptions o;
+  o.output = out.string();
+  o.quiet = true;
+  const rc::RunResult first = rc::run_recipe(r, o);
+  CHECK(first.warnings.empty());
+  CHECK(rc::run_recipe(r, o).reused == 2);
+  std::ofstream(out / ".tailor-steps.json") << "{\"baseline\": ";  // cut short, as by a crash mid-write elsewhere
+  const rc::RunResult again = rc::run_recipe(r, o);
+  REQUIRE(again.warnings.size() == 1);
+  CHECK_THAT(again.warnings[0], Catch::Contains("unreadable") && Catch::Contains("moved it aside"));
+  CHECK(again.reused == 0);
+  CHECK(again.failed.empty());
+  bool kept_aside = false;
+  for (const auto& e : std::filesystem::directory_iterator(out))
+    kept_aside = kept_aside || e.path().filename().string().rfind(".tailor-steps.json.corrupt-", 0) == 0;
+  CHECK(kept_aside);
+  CHECK(rc::run_recipe(r, o).reused == 2);  // the rebuilt state is good again
 }

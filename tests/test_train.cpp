@@ -389,3 +389,58 @@ TEST_CASE("c10d/Gloo: two ranks average gradients and stay identical", "[train][
   bad.world_size = 2;
   CHECK_THROWS_WITH(tr::Distributed::connect(bad), Catch::Contains("unknown store 'udp://nowhere'"));
 }
+
+// A shape-changing pass leaves no gradient of the old shape behind: every criterion, then training in the same
+// process, with the trainer and with a plain LibTorch optimizer (Taylor took gradients on data right before).
+TEST_CASE("channel pruning with any criterion, then training in the same process", "[train]") {
+  const auto& data = small_train();
+  std::vector<torch::Tensor> images = {data.images.slice(0, 0, 64), data.images.slice(0, 64, 128)};
+  std::vector<torch::Tensor> labels = {data.labels.slice(0, 0, 64), data.labels.slice(0, 64, 128)};
+  for (const std::string criterion : {"l1", "l2", "bn", "taylor", "random"}) {
+    INFO(criterion);
+    GraphModule gm = resnet(0.5, 3);
+    ChannelPruneOptions o;
+    o.ratio = 0.5;
+    o.criterion = criterion_from_string(criterion);
+    const GradientFn grads = criterion == "taylor" ? gradients_from_batches(images, labels) : GradientFn{};
+    const auto r = prune_channels(*gm, {{1, 1, 28, 28}}, o, grads);
+    REQUIRE(r.channels_removed > 0);
+    for (const auto& p : gm->parameters()) CHECK_FALSE((p.grad().defined() && p.grad().sizes() != p.sizes()));
+    {
+      torch::optim::SGD sgd(gm->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+      gm->train();
+      for (int step = 0; step < 2; ++step) {
+        sgd.zero_grad();
+        torch::nn::functional::cross_entropy(gm->forward(images[0]), labels[0]).backward();
+        CHECK_NOTHROW(sgd.step());
+      }
+    }
+    tr::TrainOptions t = quick(1);
+    CHECK_NOTHROW(tr::finetune(gm, data, nullptr, t));
+  }
+}
+
+TEST_CASE("a pipeline prunes with taylor on calibration data, then distills, as a recipe runs it", "[train]") {
+  GraphModule teacher = resnet(0.5, 4);
+  const std::string teacher_file = tmp_path("taylor_teacher.pt");
+  save(*teacher, teacher_file);
+  GraphModule student = clone_module(*teacher);
+  PassContext ctx;
+  ctx.input_shapes = {{1, 1, 28, 28}};
+  ctx.quiet = true;
+  ctx.teacher = teacher_file;
+  ctx.calibration = data::calibration_batches("fashion-mnist", {1, 1, 28, 28}, 2, 64, &ctx.calibration_labels);
+  parse_pipeline("prune-channels{criterion=taylor,ratio=0.5},distill{epochs=1,limit=512,batch_size=64}")->run(*student, ctx);
+  REQUIRE(student->provenance().size() == 2);
+  CHECK(student->provenance()[0].stat("channels_removed"));
+  CHECK(std::get<int64_t>(*student->provenance()[0].stat("channels_removed")) > 0);
+  CHECK(std::get<std::string>(*student->provenance()[1].stat("teacher")) == teacher_file);
+  // Provenance travels in the file.
+  const std::string file = tmp_path("taylor_student.pt");
+  save(*student, file);
+  GraphModule back = load(file);
+  REQUIRE(back->provenance().size() == 2);
+  CHECK(back->provenance()[0].pass == student->provenance()[0].pass);
+  CHECK(std::get<int64_t>(*back->provenance()[0].stat("channels_removed")) ==
+        std::get<int64_t>(*student->provenance()[0].stat("channels_removed")));
+}

@@ -741,7 +741,7 @@ GraphModule load(const std::string& path) {
                  "' is not a TorchScript archive (expected a zip file written by torch.jit.save or "
                  "torch::jit::Module::save)");
   }
-  jit::ExtraFilesMap extra{{kEmbeddedGraphFile, ""}};
+  jit::ExtraFilesMap extra{{kEmbeddedGraphFile, ""}, {kProvenanceFile, ""}};
   jit::Module module;
   try {
     module = jit::load(path, c10::nullopt, extra);
@@ -750,7 +750,14 @@ GraphModule load(const std::string& path) {
   }
   const std::string& embedded = extra[kEmbeddedGraphFile];
   if (!embedded.empty()) {
-    Graph graph = Graph::from_json(embedded);
+    Graph graph;
+    std::vector<PassRecord> provenance;
+    try {
+      graph = Graph::from_json(embedded);
+      if (!extra[kProvenanceFile].empty()) provenance = provenance_from_json(extra[kProvenanceFile]);
+    } catch (const Error& e) {
+      TAILOR_FAIL("'", path, "': ", e.message());
+    }
     std::map<std::string, torch::Tensor> tensors;
     std::vector<std::string> buffers;
     // The exported module mangles dotted names (see export); the graph's param nodes hold the originals.
@@ -767,7 +774,13 @@ GraphModule load(const std::string& path) {
       tensors[name] = it->second.detach().clone();
       if (n.b("buffer")) buffers.push_back(name);
     }
-    GraphModule gm(std::move(graph), tensors, buffers);
+    GraphModule gm{nullptr};
+    try {
+      gm = GraphModule(std::move(graph), tensors, buffers);
+    } catch (const Error& e) {
+      TAILOR_FAIL("'", path, "': the embedded graph does not compile: ", e.message());
+    }
+    gm->mutable_provenance() = std::move(provenance);
     gm->eval();
     return gm;
   }

@@ -97,4 +97,26 @@ double top1_accuracy(const std::function<at::Tensor(const at::Tensor&)>& predict
   return static_cast<double>(correct) / static_cast<double>(data.size());
 }
 
+std::vector<at::Tensor> calibration_batches(const std::string& source, const std::vector<int64_t>& input_shape,
+                                            int64_t batches, int64_t batch_size, std::vector<at::Tensor>* labels) {
+  TAILOR_CHECK(batches > 0 && batch_size > 0, "calibration: the number of batches and the batch size must be positive, got ",
+               batches, " and ", batch_size);
+  std::vector<at::Tensor> out;
+  if (source == "random") {
+    TAILOR_CHECK(!input_shape.empty(), "calibration: random data needs the model's input shape");
+    std::vector<int64_t> s = input_shape;
+    s[0] = batch_size;
+    auto gen = at::detail::createCPUGenerator(0);
+    for (int64_t b = 0; b < batches; ++b) out.push_back(at::randn(s, gen));
+    return out;
+  }
+  TAILOR_CHECK(source == "fashion-mnist", "unknown calibration data '", source, "'; valid: fashion-mnist, random");
+  const Dataset train = load_fashion_mnist(Split::Train, fashion_mnist_root(), batches * batch_size);
+  for (const auto& b : data::batches(train, batch_size, false)) {
+    out.push_back(b.images);
+    if (labels) labels->push_back(b.labels);
+  }
+  return out;
+}
+
 }  // namespace tailor::data

@@ -305,7 +305,8 @@ void write_file_atomically(const std::string& path, const std::string& contents)
 void save(const GraphModuleImpl& module, const std::string& path) {
   torch::jit::Module m = to_torchscript(module);
   std::ostringstream buffer;
-  torch::jit::ExtraFilesMap extra{{kEmbeddedGraphFile, module.graph().to_json()}};
+  torch::jit::ExtraFilesMap extra{{kEmbeddedGraphFile, module.graph().to_json()},
+                                  {kProvenanceFile, provenance_to_json(module.provenance())}};
   m.save(buffer, extra);
   write_file_atomically(path, buffer.str());
 }

@@ -1,5 +1,8 @@
 #include "tailor/ir/graph.hpp"
 
+#include "attr_json.hpp"
+#include "tailor/ir/ops.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -271,9 +274,9 @@ std::string Graph::str() const {
   return out.str();
 }
 
-namespace {
 using nlohmann::json;
 
+namespace detail {
 json attr_to_json(const AttrValue& v) {
   struct Visitor {
     json operator()(std::monostate) const { return json{{"t", "none"}}; }
@@ -309,7 +312,9 @@ AttrValue attr_from_json(const json& j) {
   if (t == "floats") return j.at("v").get<std::vector<double>>();
   TAILOR_FAIL("unknown attribute type '", t, "' in serialized graph");
 }
-}  // namespace
+}  // namespace detail
+using detail::attr_from_json;
+using detail::attr_to_json;
 
 std::string Graph::to_json() const {
   json values = json::array();
@@ -334,51 +339,109 @@ Graph Graph::from_json(const std::string& text) {
   } catch (const std::exception& e) {
     TAILOR_FAIL("embedded tailor graph is not valid JSON: ", e.what());
   }
+  TAILOR_CHECK(root.is_object(), "embedded tailor graph is not a JSON object");
   TAILOR_CHECK(root.value("format", "") == "tailor-graph", "embedded file is not a tailor graph");
   TAILOR_CHECK(root.value("version", 0) == 1, "tailor graph format version ", root.value("version", 0),
                " is not supported by this tailor (", "expects 1)");
+  for (const char* key : {"values", "nodes", "inputs", "outputs"})
+    TAILOR_CHECK(root.contains(key) && root[key].is_array(), "embedded tailor graph: '", key, "' is missing or not an array");
+  std::string where = "the graph's inputs";
   try {
-    // Rebuild with fresh, dense ids; old ids map through `remap`.
+    // Rebuild with fresh, dense ids; old ids map through `remap`. Nodes come in their stored order and may read
+    // only values defined before them, which also rules out cycles.
     Graph g;
     const auto& values = root.at("values");
     std::vector<int> remap(values.size(), -1);
+    auto value_id = [&](const json& j) {
+      TAILOR_CHECK(j.is_number_integer(), where, ": value id ", j.dump(), " is not an integer");
+      const int64_t id = j.get<int64_t>();
+      TAILOR_CHECK(id >= 0 && id < static_cast<int64_t>(values.size()), where, ": value id ", id,
+                   " is out of range (the graph has ", values.size(), " values)");
+      return static_cast<int>(id);
+    };
     auto load_value = [&](Value& dst, const json& src) {
       dst.name = src.at("name").get<std::string>();
       dst.type = value_type_from_string(src.at("type").get<std::string>());
       dst.shape = src.at("shape").get<std::vector<int64_t>>();
       dst.dtype = src.at("dtype").get<std::string>();
     };
-    for (int old : root.at("inputs").get<std::vector<int>>()) {
-      remap.at(old) = g.add_input("");
+    auto define = [&](int old) {
+      TAILOR_CHECK(remap[old] < 0, where, ": value ", old, " is defined twice");
+    };
+    for (const auto& j : root.at("inputs")) {
+      const int old = value_id(j);
+      define(old);
+      remap[old] = g.add_input("");
       load_value(g.value(remap[old]), values.at(old));
     }
+    size_t index = 0;
     for (const auto& jn : root.at("nodes")) {
+      where = "node " + std::to_string(index++);
+      TAILOR_CHECK(jn.is_object(), where, " is not an object");
       Node n;
       n.kind = jn.at("kind").get<std::string>();
       n.name = jn.at("name").get<std::string>();
-      for (int in : jn.at("inputs").get<std::vector<int>>()) {
-        TAILOR_CHECK(remap.at(in) >= 0, "serialized node '", n.name, "' reads an undefined value");
-        n.inputs.push_back(remap[in]);
+      where = "node '" + n.name + "' (" + n.kind + ")";
+      TAILOR_CHECK(ops::is_known(n.kind) || n.kind == ops::kOpaque, where, ": unknown op kind");
+      TAILOR_CHECK(jn.at("inputs").is_array() && jn.at("outputs").is_array(), where, ": inputs and outputs must be arrays");
+      for (const auto& in : jn.at("inputs")) {
+        const int old = value_id(in);
+        TAILOR_CHECK(remap[old] >= 0, where, " reads value ", old, " before it is defined (a cycle or a bad order)");
+        n.inputs.push_back(remap[old]);
       }
-      for (const auto& [k, v] : jn.at("attrs").items()) n.attrs[k] = attr_from_json(v);
-      const auto outs = jn.at("outputs").get<std::vector<int>>();
+      TAILOR_CHECK(jn.at("attrs").is_object(), where, ": attrs must be an object");
+      for (const auto& [k, v] : jn.at("attrs").items()) {
+        try {
+          n.attrs[k] = attr_from_json(v);
+        } catch (const Error& e) {
+          TAILOR_FAIL(where, ": attribute '", k, "': ", e.message());
+        } catch (const json::exception& e) {
+          TAILOR_FAIL(where, ": attribute '", k, "' is malformed: ", e.what());
+        }
+      }
+      std::vector<int> outs;
+      for (const auto& o : jn.at("outputs")) outs.push_back(value_id(o));
+      const ops::Arity arity = ops::arity(n.kind);
+      TAILOR_CHECK(arity.inputs < 0 || static_cast<int>(n.inputs.size()) == arity.inputs, where, " has ",
+                   n.inputs.size(), " inputs; a ", n.kind, " node has ", arity.inputs);
+      TAILOR_CHECK(static_cast<int>(n.inputs.size()) >= arity.min_inputs, where, " has ", n.inputs.size(),
+                   " inputs; a ", n.kind, " node needs at least ", arity.min_inputs);
+      TAILOR_CHECK(arity.outputs < 0 || static_cast<int>(outs.size()) == arity.outputs, where, " has ", outs.size(),
+                   " outputs; a ", n.kind, " node has ", arity.outputs);
+      if (n.kind == ops::kParam) {
+        TAILOR_CHECK(n.has("name") && std::holds_alternative<std::string>(n.attr("name")), where,
+                     ": a param node needs a text attribute 'name'");
+        TAILOR_CHECK(n.has("buffer") && std::holds_alternative<bool>(n.attr("buffer")), where,
+                     ": a param node needs a bool attribute 'buffer'");
+      }
+      if (n.kind == ops::kOpaque)
+        TAILOR_CHECK(n.has("schema") && std::holds_alternative<std::string>(n.attr("schema")), where,
+                     ": an opaque node needs a text attribute 'schema'");
       std::vector<ValueType> types;
-      for (int o : outs) types.push_back(value_type_from_string(values.at(o).at("type").get<std::string>()));
+      for (int o : outs) {
+        define(o);
+        types.push_back(value_type_from_string(values.at(o).at("type").get<std::string>()));
+      }
       const std::string wanted = n.name;
       const int id = g.add_node(std::move(n), types);
       TAILOR_CHECK(g.node(id).name == wanted, "serialized graph has two nodes named '", wanted, "'");
       for (size_t k = 0; k < outs.size(); ++k) {
-        remap.at(outs[k]) = g.node(id).outputs[k];
+        remap[outs[k]] = g.node(id).outputs[k];
         load_value(g.value(remap[outs[k]]), values.at(outs[k]));
       }
     }
+    where = "the graph's outputs";
     std::vector<int> outputs;
-    for (int o : root.at("outputs").get<std::vector<int>>()) outputs.push_back(remap.at(o));
+    for (const auto& j : root.at("outputs")) {
+      const int old = value_id(j);
+      TAILOR_CHECK(remap[old] >= 0, where, ": value ", old, " is never defined");
+      outputs.push_back(remap[old]);
+    }
     g.set_outputs(outputs);
     g.verify();
     return g;
   } catch (const nlohmann::json::exception& e) {
-    TAILOR_FAIL("embedded tailor graph is malformed: ", e.what());
+    TAILOR_FAIL("embedded tailor graph is malformed at ", where, ": ", e.what());
   }
 }
 

@@ -207,7 +207,10 @@ void GraphModuleImpl::set_tensor(const std::string& name, const torch::Tensor& v
   // set_data keeps the tensor object, so the compiled program (which holds it) needs no rebuild.
   torch::Tensor t = tensor(name);
   torch::NoGradGuard no_grad;
+  const bool reshaped = t.sizes() != value.sizes();
   t.set_data(value.detach().to(t.device()));
+  // A gradient of the old shape would fail the next backward or optimizer step (pruning changes shapes).
+  if (reshaped && t.grad().defined()) t.mutable_grad() = torch::Tensor();
 }
 
 std::map<std::string, torch::Tensor> GraphModuleImpl::tensors() const {

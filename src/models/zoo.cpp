@@ -1,4 +1,5 @@
 #include "tailor/models/zoo.hpp"
+#include <filesystem>
 
 #include <cmath>
 
@@ -242,6 +243,16 @@ GraphModule capture_model(const std::string& name, ZooOptions options) {
   return capture(
       *z.module, [fn](const std::vector<c10::IValue>& in) -> c10::IValue { return fn(in[0].toTensor()); },
       {torch::zeros(z.input_shape)});
+}
+
+GraphModule load_model(const std::string& file_or_name, ZooOptions options) {
+  if (is_model_name(file_or_name) && !std::filesystem::exists(file_or_name)) return capture_model(file_or_name, options);
+  if (!std::filesystem::exists(file_or_name)) {
+    std::string names;
+    for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
+    TAILOR_FAIL("model '", file_or_name, "' is neither a file nor a zoo model (", names, ")");
+  }
+  return load(file_or_name);
 }
 
 }  // namespace tailor::models

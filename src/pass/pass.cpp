@@ -2,28 +2,42 @@
 
 #include <chrono>
 #include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
+#include <typeinfo>
 
-#include "tailor/ir/ops.hpp"
-#include "tailor/transforms/transforms.hpp"
+#include <c10/util/Exception.h>
+
 
 namespace tailor {
 
 // ---------------------------------------------------------------- options
 
-PassOptions& PassOptions::declare(const std::string& key, AttrValue default_value, const std::string& help) {
-  TAILOR_INTERNAL_ASSERT(!values_.count(key), "option ", key, " declared twice");
-  specs_.push_back({key, default_value, help});
-  values_[key] = std::move(default_value);
-  return *this;
+OptionBase::OptionBase(PassOptions& owner, std::string key, std::string help) : key_(std::move(key)), help_(std::move(help)) {
+  for (const OptionBase* o : owner.options_)
+    TAILOR_INTERNAL_ASSERT(o->key() != key_, "option ", key_, " declared twice");
+  owner.options_.push_back(this);
 }
 
-const OptionSpec& PassOptions::spec(const std::string& key) const {
-  for (const auto& s : specs_)
-    if (s.key == key) return s;
+OptionBase& PassOptions::find(const std::string& key) const {
+  for (OptionBase* o : options_)
+    if (o->key() == key) return *o;
   std::string valid;
-  for (const auto& s : specs_) valid += (valid.empty() ? "" : ", ") + s.key;
+  for (const OptionBase* o : options_) valid += (valid.empty() ? "" : ", ") + o->key();
   TAILOR_FAIL("invalid option '", key, "'; candidates are: ", valid.empty() ? "(none)" : valid);
+}
+
+const OptionBase& PassOptions::option(const std::string& key) const { return find(key); }
+
+void PassOptions::set(const std::string& key, const std::string& text) { find(key).parse(text); }
+
+std::string PassOptions::str(bool only_changed) const {
+  std::string out;
+  for (const OptionBase* o : options_)
+    if (!only_changed || !o->is_default()) out += (out.empty() ? "" : ",") + o->key() + "=" + o->print();
+  return out;
 }
 
 namespace {
@@ -33,8 +47,61 @@ std::string trim(const std::string& s) {
   while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return s.substr(b, e - b);
 }
+bool quoted(const std::string& t) { return t.size() >= 2 && t.front() == '"' && t.back() == '"'; }
+}  // namespace
 
-double parse_double(const std::string& key, const std::string& text) {
+std::string EnumOption::type() const {
+  std::string out = "one of: ";
+  for (size_t i = 0; i < choices_.size(); ++i) out += (i ? ", " : "") + choices_[i];
+  return out;
+}
+
+void EnumOption::parse(const std::string& text) {
+  const std::string v = detail::parse_text(key(), text);
+  TAILOR_CHECK(std::find(choices_.begin(), choices_.end(), v) != choices_.end(), "option '", key(), "' expects ",
+               type(), "; got '", v, "'");
+  value_ = v;
+}
+
+namespace detail {
+
+std::string print_number(double v) {
+  if (std::isfinite(v) && v == std::floor(v) && std::abs(v) < 1e15) return std::to_string(static_cast<int64_t>(v));
+  // The shortest text that reads back to the same double.
+  for (int precision = 1; precision <= 17; ++precision) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) return buf;
+  }
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+std::string print_text(const std::string& v) {
+  const bool plain = !v.empty() && v.find_first_of(",{}[]()=\"\\; ") == std::string::npos;
+  if (plain || v.empty()) return v;
+  std::string out = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string parse_text(const std::string& key, const std::string& raw) {
+  const std::string t = trim(raw);
+  if (!quoted(t)) return t;
+  std::string out;
+  for (size_t i = 1; i + 1 < t.size(); ++i) {
+    if (t[i] == '\\' && i + 2 < t.size()) ++i;
+    out += t[i];
+  }
+  return out;
+}
+
+double parse_number(const std::string& key, const std::string& raw) {
+  const std::string text = trim(raw);
   size_t used = 0;
   double v = 0;
   try {
@@ -46,7 +113,8 @@ double parse_double(const std::string& key, const std::string& text) {
   return v;
 }
 
-int64_t parse_int(const std::string& key, const std::string& text) {
+int64_t parse_integer(const std::string& key, const std::string& raw) {
+  const std::string text = trim(raw);
   size_t used = 0;
   long long v = 0;
   try {
@@ -58,95 +126,98 @@ int64_t parse_int(const std::string& key, const std::string& text) {
   return v;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::string body = trim(text);
-  if (!body.empty() && body.front() == '[' && body.back() == ']') body = body.substr(1, body.size() - 2);
+bool parse_bool(const std::string& key, const std::string& raw) {
+  const std::string text = trim(raw);
+  if (text == "true" || text == "1" || text == "True") return true;
+  if (text == "false" || text == "0" || text == "False") return false;
+  TAILOR_FAIL("option '", key, "' expects true or false, got '", text, "'");
+}
+
+std::vector<std::string> split_list_text(const std::string& key, const std::string& raw) {
+  std::string body = trim(raw);
+  char separator = ';';
+  if (!body.empty() && body.front() == '[') {
+    TAILOR_CHECK(body.back() == ']', "option '", key, "' expects a list like [a,b], got '", body, "'");
+    body = body.substr(1, body.size() - 2);
+    separator = ',';
+  }
   std::vector<std::string> items;
   std::string cur;
-  for (char c : body) {
-    if (c == ',') {
+  bool in_quote = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    const char c = body[i];
+    if (in_quote && c == '\\' && i + 1 < body.size()) {
+      cur += c;
+      cur += body[++i];
+      continue;
+    }
+    if (c == '"') in_quote = !in_quote;
+    if (!in_quote && (c == separator || (separator == ';' && c == ','))) {
       items.push_back(trim(cur));
       cur.clear();
     } else {
       cur += c;
     }
   }
+  TAILOR_CHECK(!in_quote, "option '", key, "': unclosed quote in '", raw, "'");
   if (!trim(cur).empty() || !items.empty()) items.push_back(trim(cur));
+  for (const auto& item : items)
+    TAILOR_CHECK(!item.empty(), "option '", key, "': empty item in the list '", raw, "'");
   return items;
 }
-}  // namespace
 
-void PassOptions::set(const std::string& key, const std::string& raw) {
-  const OptionSpec& s = spec(key);
-  const std::string text = trim(raw);
-  struct Parser {
-    const std::string& key;
-    const std::string& text;
-    AttrValue operator()(std::monostate) const { return text; }
-    AttrValue operator()(bool) const {
-      if (text == "true" || text == "1" || text == "True") return true;
-      if (text == "false" || text == "0" || text == "False") return false;
-      TAILOR_FAIL("option '", key, "' expects true or false, got '", text, "'");
-    }
-    AttrValue operator()(int64_t) const { return parse_int(key, text); }
-    AttrValue operator()(double) const { return parse_double(key, text); }
-    AttrValue operator()(const std::string&) const { return text; }
-    AttrValue operator()(const std::vector<int64_t>&) const {
-      std::vector<int64_t> out;
-      for (const auto& item : split_list(text)) out.push_back(parse_int(key, item));
-      return out;
-    }
-    AttrValue operator()(const std::vector<double>&) const {
-      std::vector<double> out;
-      for (const auto& item : split_list(text)) out.push_back(parse_double(key, item));
-      return out;
-    }
-  };
-  values_[key] = std::visit(Parser{key, text}, s.default_value);
-}
-
-void PassOptions::set_value(const std::string& key, AttrValue value) {
-  const OptionSpec& s = spec(key);
-  TAILOR_CHECK(value.index() == s.default_value.index(), "option '", key, "' expects a value like ",
-               to_source(s.default_value), ", got ", to_source(value));
-  values_[key] = std::move(value);
-}
-
-const AttrValue& PassOptions::get(const std::string& key) const {
-  spec(key);
-  return values_.at(key);
-}
-int64_t PassOptions::i(const std::string& key) const { return std::get<int64_t>(get(key)); }
-double PassOptions::f(const std::string& key) const { return std::get<double>(get(key)); }
-bool PassOptions::b(const std::string& key) const { return std::get<bool>(get(key)); }
-std::string PassOptions::s(const std::string& key) const { return std::get<std::string>(get(key)); }
-
-std::string PassOptions::str() const {
-  std::string out;
-  for (const auto& s : specs_) {
-    const AttrValue& v = values_.at(s.key);
-    std::string text = std::holds_alternative<std::string>(v) ? std::get<std::string>(v) : to_source(v);
-    if (std::holds_alternative<bool>(v)) text = std::get<bool>(v) ? "true" : "false";
-    if (auto l = std::get_if<std::vector<int64_t>>(&v)) {
-      text = "[";
-      for (size_t k = 0; k < l->size(); ++k) text += (k ? " " : "") + std::to_string((*l)[k]);
-      text += "]";
-    }
-    out += (out.empty() ? "" : ",") + s.key + "=" + text;
-  }
-  return out;
-}
+}  // namespace detail
 
 // ---------------------------------------------------------------- passes and pipelines
 
-std::string Pass::str() const {
-  const std::string opts = options_.str();
+std::string Pass::str(bool only_changed) const {
+  const std::string opts = options_.str(only_changed);
   return opts.empty() ? info().name : info().name + "{" + opts + "}";
 }
 
 const CostReport& PassContext::costs(GraphModuleImpl& module) {
   if (!costs_) costs_ = analyze(module, input_shapes);
   return *costs_;
+}
+
+PassNeeds needs_of(const Pass& pass) {
+  if (const auto* p = dynamic_cast<const Pipeline*>(&pass)) {
+    PassNeeds all;
+    for (const auto& sub : p->passes()) {
+      const PassNeeds n = needs_of(*sub);
+      all.input_shapes |= n.input_shapes;
+      all.calibration |= n.calibration;
+      all.labels |= n.labels;
+      all.training_data |= n.training_data;
+      all.teacher |= n.teacher;
+    }
+    return all;
+  }
+  return pass.info().needs;
+}
+
+std::string missing_needs(const Pass& pass, const PassContext& context) {
+  if (const auto* p = dynamic_cast<const Pipeline*>(&pass)) {
+    for (const auto& sub : p->passes())
+      if (auto why = missing_needs(*sub, context); !why.empty()) return why;
+    return "";
+  }
+  const PassInfo info = pass.info();
+  const std::string text = pass.str(true);
+  const std::string who = "pass '" + info.name + "'" + (text != info.name ? " (" + text + ")" : "") + " needs ";
+  if (info.needs.input_shapes && context.input_shapes.empty()) return who + "the model's input shapes (give --input)";
+  if (info.needs.calibration && context.calibration.empty())
+    return who + "calibration data (tailor: --data fashion-mnist or --data random; recipes: data)";
+  if (info.needs.labels && context.calibration_labels.size() != context.calibration.size())
+    return who + "labelled calibration data (--data fashion-mnist)";
+  if (info.needs.teacher && context.teacher.empty()) {
+    const auto& opts = pass.options().all();
+    const bool given = std::any_of(opts.begin(), opts.end(), [](const OptionBase* o) {
+      return o->key() == "teacher" && !o->is_default();
+    });
+    if (!given) return who + "a teacher model: give the teacher (its teacher option, e.g. distill{teacher=baseline.pt}, or --teacher)";
+  }
+  return "";
 }
 
 Pipeline& Pipeline::add(std::shared_ptr<Pass> pass) {
@@ -159,6 +230,10 @@ bool Pipeline::run(GraphModuleImpl& module, PassContext& context) {
   bool any = false;
   for (const auto& pass : passes_) {
     const bool nested = dynamic_cast<const Pipeline*>(pass.get()) != nullptr;
+    if (!nested) {
+      const std::string why = missing_needs(*pass, context);
+      TAILOR_CHECK(why.empty(), why);
+    }
     for (const auto& inst : context.instruments) inst->before(*pass, module, context);
     PassRecord record;
     record.pass = pass->str();
@@ -169,15 +244,21 @@ bool Pipeline::run(GraphModuleImpl& module, PassContext& context) {
       record.macs_before = c.macs;
       record.weight_bytes_before = c.weight_bytes;
     }
+    context.stats_.clear();
     const auto start = std::chrono::steady_clock::now();
     bool changed = false;
     try {
       changed = pass->run(module, context);
     } catch (const Error& e) {
+      if (nested) throw;
       TAILOR_FAIL("pass '", pass->info().name, "' failed: ", e.message());
+    } catch (const c10::Error& e) {
+      TAILOR_FAIL("pass '", pass->info().name, "' failed: ", e.what_without_backtrace());
     }
     record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     record.changed = changed;
+    record.stats = std::move(context.stats_);
+    context.stats_.clear();
     if (changed) {
       module.recompile();
       context.invalidate_analyses();
@@ -195,18 +276,21 @@ bool Pipeline::run(GraphModuleImpl& module, PassContext& context) {
       record.macs_after = c.macs;
       record.weight_bytes_after = c.weight_bytes;
     }
-    if (!nested) context.records.push_back(record);
+    if (!nested) {
+      context.records.push_back(record);
+      module.mutable_provenance().push_back(record);
+    }
     for (const auto& inst : context.instruments) inst->after(*pass, module, context, changed);
     any = any || changed;
   }
   return any;
 }
 
-std::string Pipeline::str() const {
+std::string Pipeline::str(bool only_changed) const {
   std::string out;
   for (const auto& p : passes_) {
     const bool nested = dynamic_cast<const Pipeline*>(p.get()) != nullptr;
-    out += (out.empty() ? "" : ",") + (nested ? "(" + p->str() + ")" : p->str());
+    out += (out.empty() ? "" : ",") + (nested ? "(" + p->str(only_changed) + ")" : p->str(only_changed));
   }
   return out;
 }
@@ -214,56 +298,44 @@ std::string Pipeline::str() const {
 // ---------------------------------------------------------------- registry
 
 namespace detail {
-void register_prune_passes(const std::function<void(const std::string&, PassFactory)>& add);
+// Generated by the build from every TAILOR_REGISTER_PASS in src/*/passes/*.cpp (build/.../pass_registry.cpp).
+void register_builtin_passes();
 }  // namespace detail
-namespace quant::detail {
-void register_quant_passes(const std::function<void(const std::string&, PassFactory)>& add);
-}  // namespace quant::detail
-namespace train::detail {
-void register_train_passes(const std::function<void(const std::string&, PassFactory)>& add);
-}  // namespace train::detail
 
 namespace {
 
-struct Registry {
-  std::mutex mutex;
-  std::map<std::string, PassFactory> factories;
+struct Registered {
+  PassFactory factory;
+  const std::type_info* type = nullptr;  ///< null for passes registered by name only
 };
 
-std::shared_ptr<Pass> simple(const char* name, const char* description, std::function<bool(GraphModuleImpl&)> fn) {
-  return std::make_shared<FunctionPass>(PassInfo{name, description},
-                                        [fn](GraphModuleImpl& m, PassContext&) { return fn(m); });
-}
+struct Registry {
+  std::recursive_mutex mutex;
+  std::map<std::string, Registered> passes;
+  bool builtins_done = false;
+};
 
 Registry& registry() {
-  static Registry* r = [] {
-    auto* reg = new Registry;
-    // Registered here rather than by static initializers, which a static library would drop.
-    reg->factories["fold-batch-norm"] = [] {
-      return simple("fold-batch-norm", "fold eval-mode batch norm into the preceding conv or linear layer",
-                    [](GraphModuleImpl& m) { return fold_batch_norm(m); });
-    };
-    reg->factories["remove-dropout"] = [] {
-      return simple("remove-dropout", "remove dropout (identity at inference)",
-                    [](GraphModuleImpl& m) { return remove_dropout(m); });
-    };
-    reg->factories["dce"] = [] {
-      return simple("dce", "remove nodes whose results are never used", [](GraphModuleImpl& m) {
-        const bool changed = eliminate_dead_code(m.mutable_graph());
-        if (changed) m.drop_unused_tensors();
-        return changed;
-      });
-    };
-    detail::register_prune_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
-    quant::detail::register_quant_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
-    train::detail::register_train_passes([reg](const std::string& name, PassFactory f) { reg->factories[name] = std::move(f); });
-    reg->factories["canonicalize"] = [] {
-      return simple("canonicalize", "rewrite traced idioms (addmm with a transposed weight) into native ops",
-                    [](GraphModuleImpl& m) { return canonicalize(m.mutable_graph()); });
-    };
-    return reg;
-  }();
-  return *r;
+  static Registry r;
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
+  if (!r.builtins_done) {
+    r.builtins_done = true;
+    detail::register_builtin_passes();
+  }
+  return r;
+}
+
+void add_pass(const std::string& name, PassFactory factory, const std::type_info* type) {
+  Registry& r = registry();
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
+  TAILOR_CHECK(!name.empty() && name.find_first_of(",{}()= ") == std::string::npos, "'", name,
+               "' cannot name a pass (letters, digits, '-' and '_')");
+  auto it = r.passes.find(name);
+  if (it != r.passes.end()) {
+    if (type && it->second.type && *it->second.type == *type) return;  // the same class again
+    TAILOR_FAIL("a pass named '", name, "' is already registered");
+  }
+  r.passes[name] = {std::move(factory), type};
 }
 
 class Parser {
@@ -327,11 +399,17 @@ class Parser {
         TAILOR_CHECK(eat('='), "pipeline text '", text_, "': option '", key, "' of pass '", name, "' has no value");
         const size_t value_start = pos_;
         int depth = 0;
+        bool in_quote = false;
         while (pos_ < text_.size()) {
           const char c = text_[pos_];
-          if (c == '[') ++depth;
-          if (c == ']') --depth;
-          if (depth == 0 && (c == ',' || c == '}')) break;
+          if (in_quote && c == '\\') {
+            pos_ += 2;
+            continue;
+          }
+          if (c == '"') in_quote = !in_quote;
+          if (!in_quote && c == '[') ++depth;
+          if (!in_quote && c == ']') --depth;
+          if (!in_quote && depth == 0 && (c == ',' || c == '}')) break;
           ++pos_;
         }
         TAILOR_CHECK(pos_ < text_.size(), "pipeline text '", text_, "': missing '}' after the options of '", name, "'");
@@ -349,18 +427,19 @@ class Parser {
 
 }  // namespace
 
-void register_pass(const std::string& name, PassFactory factory) {
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  TAILOR_CHECK(!r.factories.count(name), "a pass named '", name, "' is already registered");
-  r.factories[name] = std::move(factory);
+void register_pass(const std::string& name, PassFactory factory) { add_pass(name, std::move(factory), nullptr); }
+
+namespace detail {
+void register_pass_type(const std::string& name, PassFactory factory, const std::type_info& type) {
+  add_pass(name, std::move(factory), &type);
 }
+}  // namespace detail
 
 std::vector<PassInfo> registered_passes() {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<std::recursive_mutex> lock(r.mutex);
   std::vector<PassInfo> out;
-  for (const auto& [name, factory] : r.factories) out.push_back(factory()->info());
+  for (const auto& [name, entry] : r.passes) out.push_back(entry.factory()->info());
   return out;
 }
 
@@ -368,14 +447,14 @@ std::shared_ptr<Pass> make_pass(const std::string& name) {
   Registry& r = registry();
   PassFactory factory;
   {
-    std::lock_guard<std::mutex> lock(r.mutex);
-    auto it = r.factories.find(name);
-    if (it == r.factories.end()) {
+    std::lock_guard<std::recursive_mutex> lock(r.mutex);
+    auto it = r.passes.find(name);
+    if (it == r.passes.end()) {
       std::string valid;
-      for (const auto& [n, f] : r.factories) valid += (valid.empty() ? "" : ", ") + n;
+      for (const auto& [n, f] : r.passes) valid += (valid.empty() ? "" : ", ") + n;
       TAILOR_FAIL("unknown pass '", name, "'; registered passes are: ", valid);
     }
-    factory = it->second;
+    factory = it->second.factory;
   }
   return factory();
 }

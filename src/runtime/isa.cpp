@@ -2,6 +2,8 @@
 // its features are a subset of the cap's (so avx2_vnni is not under avx512_core, as in oneDNN).
 #include "tailor/runtime/isa.hpp"
 
+#include "tailor/core/text.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
@@ -73,11 +75,6 @@ const Level* find_level(const std::string& name) {
   return nullptr;
 }
 
-std::string joined(const std::vector<std::string>& names) {
-  std::string s;
-  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
-  return s;
-}
 
 #if TAILOR_WITH_ONEDNN
 // The C++ enum has no string form; the level names are oneDNN's own spellings.
@@ -151,11 +148,11 @@ std::string effective_isa() {
 
 void set_isa_cap(const std::string& isa) {
   const Level* level = find_level(isa);
-  TAILOR_CHECK(level, "unknown ISA '", isa, "'; valid ISAs: ", joined(isa_levels()), " (this CPU runs ",
-               joined(cpu_isas()), ")");
+  TAILOR_CHECK(level, "unknown ISA '", isa, "'; valid ISAs: ", join(isa_levels()), " (this CPU runs ",
+               join(cpu_isas()), ")");
   const auto runnable = cpu_isas();
   TAILOR_CHECK(std::find(runnable.begin(), runnable.end(), level->name) != runnable.end(), "ISA '", level->name,
-               "' is not available on this CPU; it runs ", joined(runnable));
+               "' is not available on this CPU; it runs ", join(runnable));
 #if TAILOR_WITH_ONEDNN
   const std::string upper = [&] {
     std::string u = level->name;

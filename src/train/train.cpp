@@ -180,6 +180,10 @@ Model graph_model(std::shared_ptr<GraphModuleImpl> gm, std::string name) {
 
 Model as_model(const GraphModule& module, std::string name) { return graph_model(module.ptr(), std::move(name)); }
 
+Model as_model(GraphModuleImpl& module, std::string name) {
+  return graph_model(std::shared_ptr<GraphModuleImpl>(std::shared_ptr<GraphModuleImpl>(), &module), std::move(name));
+}
+
 Model as_model(std::shared_ptr<torch::nn::Module> module, std::function<torch::Tensor(const torch::Tensor&)> forward,
                std::string name) {
   Model m;
@@ -437,6 +441,7 @@ std::vector<IndexedBatch> epoch_batches(const data::Dataset& d, int64_t rank_bat
 
 TrainResult fit(Model& student, Model* teacher, const data::Dataset& train, const data::Dataset* eval,
                 const TrainOptions& o, const DistillOptions& distill_options) {
+  torch::AutoGradMode grad_on(true);  // callers inside a no-grad scope (a pass driver) still train
   TAILOR_CHECK(student.module && student.forward, "the student model is empty");
   TAILOR_CHECK(!teacher || (teacher->module && teacher->forward), "the teacher model is empty");
   TAILOR_CHECK(train.size() > 0, "the training data is empty");
@@ -624,86 +629,5 @@ TrainResult distill(const GraphModule& teacher, const GraphModule& student, cons
   return fit(s, &t, train, eval, options, distill_options);
 }
 
-// ------------------------------------------------------------------------------------------- passes
-
-namespace {
-
-void declare_training_options(PassOptions& o) {
-  o.declare("data", std::string("fashion-mnist"), "training data (fashion-mnist: the training split)")
-      .declare("limit", int64_t{-1}, "train on the first N images (-1: all)")
-      .declare("epochs", int64_t{2}, "epochs")
-      .declare("batch_size", int64_t{128}, "batch size")
-      .declare("optimizer", std::string("sgd"), "sgd, adam or adamw")
-      .declare("lr", 0.02, "peak learning rate")
-      .declare("weight_decay", 5e-4, "weight decay")
-      .declare("schedule", std::string("cosine"), "constant, cosine or step")
-      .declare("warmup_steps", int64_t{0}, "linear warm-up steps")
-      .declare("seed", int64_t{0}, "data order and random draws");
-}
-
-TrainOptions training_options(const PassOptions& p, const PassContext& context, const char* pass) {
-  TAILOR_CHECK(p.s("data") == "fashion-mnist", pass, ": data must be fashion-mnist, got '", p.s("data"), "'");
-  TrainOptions o;
-  o.epochs = static_cast<int>(p.i("epochs"));
-  o.batch_size = p.i("batch_size");
-  o.optimizer = p.s("optimizer");
-  o.lr = p.f("lr");
-  o.weight_decay = p.f("weight_decay");
-  o.schedule.kind = p.s("schedule");
-  o.schedule.warmup_steps = p.i("warmup_steps");
-  o.seed = static_cast<uint64_t>(p.i("seed"));
-  o.progress = !context.quiet;
-  return o;
-}
-
-std::shared_ptr<GraphModuleImpl> non_owning(GraphModuleImpl& m) {
-  return std::shared_ptr<GraphModuleImpl>(std::shared_ptr<GraphModuleImpl>(), &m);
-}
-
-class FinetunePass : public Pass {
- public:
-  FinetunePass() { declare_training_options(options_); }
-  PassInfo info() const override { return {"finetune", "train the model on labelled data (recovers pruned/quantized models)"}; }
-  bool run(GraphModuleImpl& module, PassContext& context) override {
-    const TrainOptions o = training_options(options_, context, "finetune");
-    const auto train = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), options_.i("limit"));
-    Model m = graph_model(non_owning(module), "model");
-    fit(m, nullptr, train, nullptr, o);
-    return true;
-  }
-};
-
-class DistillPass : public Pass {
- public:
-  DistillPass() {
-    options_.declare("teacher", std::string(""), "teacher model file (TorchScript or tailor export)");
-    declare_training_options(options_);
-    options_.declare("temperature", 2.0, "soft-target temperature")
-        .declare("alpha", 0.7, "weight of the soft-target loss (1 - alpha: labels)");
-  }
-  PassInfo info() const override { return {"distill", "train the model from a frozen teacher (soft targets + labels)"}; }
-  bool run(GraphModuleImpl& module, PassContext& context) override {
-    TAILOR_CHECK(!options_.s("teacher").empty(), "distill: give the teacher, e.g. distill{teacher=baseline.pt}");
-    const TrainOptions o = training_options(options_, context, "distill");
-    GraphModule teacher = load(options_.s("teacher"));
-    const auto train = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), options_.i("limit"));
-    DistillOptions d;
-    d.temperature = options_.f("temperature");
-    d.alpha = options_.f("alpha");
-    Model s = graph_model(non_owning(module), "student");
-    Model t = as_model(teacher, "teacher '" + options_.s("teacher") + "'");
-    fit(s, &t, train, nullptr, o, d);
-    return true;
-  }
-};
-
-}  // namespace
-
-namespace detail {
-void register_train_passes(const std::function<void(const std::string&, PassFactory)>& add) {
-  add("finetune", [] { return std::make_shared<FinetunePass>(); });
-  add("distill", [] { return std::make_shared<DistillPass>(); });
-}
-}  // namespace detail
 
 }  // namespace tailor::train

@@ -23,14 +23,7 @@ void VariantCard::set_costs(const CostReport& costs) {
 namespace {
 
 json card_json(const VariantCard& c) {
-  json prov = json::array();
-  for (const auto& r : c.provenance)
-    prov.push_back({{"pass", r.pass},
-                    {"changed", r.changed},
-                    {"seconds", r.seconds},
-                    {"params", {r.params_before, r.params_after}},
-                    {"macs", {r.macs_before, r.macs_after}},
-                    {"weight_bytes", {r.weight_bytes_before, r.weight_bytes_after}}});
+  const json prov = json::parse(provenance_to_json(c.provenance));
   json profiles = json::object();
   for (const auto& [backend, p] : c.profiles) profiles[backend] = json::parse(p.to_json());
   json j = {{"name", c.name},     {"file", c.file},
@@ -50,22 +43,7 @@ VariantCard card_from(const json& j, const std::string& where) {
     c.name = j.at("name").get<std::string>();
     c.file = j.value("file", "");
     c.parent = j.value("parent", "");
-    for (const auto& r : j.value("provenance", json::array())) {
-      PassRecord rec;
-      rec.pass = r.at("pass").get<std::string>();
-      rec.changed = r.value("changed", false);
-      rec.seconds = r.value("seconds", 0.0);
-      auto pair = [&](const char* key, int64_t& a, int64_t& b) {
-        if (r.contains(key)) {
-          a = r[key].at(0).get<int64_t>();
-          b = r[key].at(1).get<int64_t>();
-        }
-      };
-      pair("params", rec.params_before, rec.params_after);
-      pair("macs", rec.macs_before, rec.macs_after);
-      pair("weight_bytes", rec.weight_bytes_before, rec.weight_bytes_after);
-      c.provenance.push_back(rec);
-    }
+    c.provenance = provenance_from_json(j.value("provenance", json::array()).dump());
     c.input_shapes = j.value("input_shapes", std::vector<std::vector<int64_t>>{});
     c.params = j.value("params", int64_t{0});
     c.macs = j.value("macs", int64_t{0});

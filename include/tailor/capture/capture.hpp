@@ -16,6 +16,8 @@ namespace tailor {
 
 /// Name of the extra file in which exported archives carry the tailor graph.
 inline constexpr const char* kEmbeddedGraphFile = "tailor/graph.json";
+/// Extra file with the module's provenance (the passes that made it), as a JSON array of PassRecords.
+inline constexpr const char* kProvenanceFile = "tailor/provenance.json";
 
 /// Loads a TorchScript archive. If it was written by tailor, the embedded graph is restored losslessly;
 /// otherwise the module is captured. Errors name the file.

@@ -45,4 +45,11 @@ std::vector<Batch> batches(const Dataset& data, int64_t batch_size, bool shuffle
 double top1_accuracy(const std::function<at::Tensor(const at::Tensor&)>& predict, const Dataset& data,
                      int64_t batch_size = 256);
 
+/// Calibration batches for passes that calibrate or take gradients: the first training images (and labels,
+/// when `labels` is given) of `source` "fashion-mnist", or seeded Gaussian noise of `input_shape` (batch
+/// replaced) for "random", for models that only need ranges of the right order. Other sources fail listing both.
+std::vector<at::Tensor> calibration_batches(const std::string& source, const std::vector<int64_t>& input_shape,
+                                            int64_t batches, int64_t batch_size,
+                                            std::vector<at::Tensor>* labels = nullptr);
+
 }  // namespace tailor::data

@@ -14,6 +14,7 @@
 #include <ATen/core/operator_name.h>
 
 #include "tailor/ir/graph.hpp"
+#include "tailor/ir/provenance.hpp"
 
 namespace tailor {
 
@@ -64,6 +65,10 @@ class GraphModuleImpl : public torch::nn::Module {
   /// Unregisters the tensors that no `param` node names any more (after a pass removed layers).
   void drop_unused_tensors();
 
+  /// The passes that made this module, oldest first (pipelines append; saved inside the archive).
+  const std::vector<PassRecord>& provenance() const { return provenance_; }
+  std::vector<PassRecord>& mutable_provenance() { return provenance_; }
+
   /// Runs the graph once on zeros of the given input shapes (batch included) and records each tensor
   /// value's shape and dtype in the graph.
   void infer_shapes(const std::vector<std::vector<int64_t>>& input_shapes);
@@ -77,6 +82,7 @@ class GraphModuleImpl : public torch::nn::Module {
   Graph graph_;
   std::map<std::string, TensorEntry> tensors_;
   std::unique_ptr<detail::Program> program_;
+  std::vector<PassRecord> provenance_;
 };
 
 TORCH_MODULE(GraphModule);

@@ -63,4 +63,13 @@ bool is_binary(const std::string& kind);
 /// True for kinds this version of the IR models natively (everything above but opaque).
 bool is_known(const std::string& kind);
 
+/// How many value inputs and outputs a node of `kind` has; -1 where the count varies (lists, tuples, chunk,
+/// opaque). `min_inputs` is the least a variable-input kind accepts. Loaders check every node against it.
+struct Arity {
+  int inputs = -1;
+  int outputs = 1;
+  int min_inputs = 0;
+};
+Arity arity(const std::string& kind);
+
 }  // namespace tailor::ops

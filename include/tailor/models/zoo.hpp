@@ -43,4 +43,8 @@ ZooModel make_model(const std::string& name, ZooOptions options = {});
 /// Builds and captures a zoo model (traced at its input shape).
 GraphModule capture_model(const std::string& name, ZooOptions options = {});
 
+/// A model file (TorchScript or tailor export) when `file_or_name` exists, else the zoo model of that name
+/// (freshly initialized with `options`); neither fails naming both choices.
+GraphModule load_model(const std::string& file_or_name, ZooOptions options = {});
+
 }  // namespace tailor::models

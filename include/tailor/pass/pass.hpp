@@ -7,47 +7,35 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "tailor/ir/analysis.hpp"
 #include "tailor/ir/graph_module.hpp"
+#include "tailor/ir/provenance.hpp"
+#include "tailor/pass/options.hpp"
 
 namespace tailor {
 
-/// One declared option of a pass: its key, its default (which fixes its type) and what it does.
-struct OptionSpec {
-  std::string key;
-  AttrValue default_value;
-  std::string help;
-};
+namespace train {
+class Distributed;
+}
 
-/// Typed, declared options. Setting an undeclared key fails and lists the valid ones.
-/// Example: `PassOptions().declare("ratio", 0.5, "fraction of channels to remove")`
-class PassOptions {
- public:
-  PassOptions& declare(const std::string& key, AttrValue default_value, const std::string& help);
-  /// Parses `text` as the declared type of `key` ("0.5", "true", "l1", "[1,2]").
-  void set(const std::string& key, const std::string& text);
-  void set_value(const std::string& key, AttrValue value);
-  const AttrValue& get(const std::string& key) const;
-  int64_t i(const std::string& key) const;
-  double f(const std::string& key) const;
-  bool b(const std::string& key) const;
-  std::string s(const std::string& key) const;
-  const std::vector<OptionSpec>& specs() const { return specs_; }
-  /// "key=value,key=value" for every option, in declaration order.
-  std::string str() const;
-
- private:
-  const OptionSpec& spec(const std::string& key) const;
-  std::vector<OptionSpec> specs_;
-  std::map<std::string, AttrValue> values_;
+/// What a pass needs besides the graph, so that the CLI and the recipe runner check and supply it without
+/// knowing pass names. A pass may compute it from its options (prune-channels needs data only for taylor).
+struct PassNeeds {
+  bool input_shapes = false;   ///< PassContext::input_shapes
+  bool calibration = false;    ///< PassContext::calibration batches
+  bool labels = false;         ///< PassContext::calibration_labels (with calibration)
+  bool training_data = false;  ///< a labelled dataset the pass loads itself (its `data` option)
+  bool teacher = false;        ///< a teacher model: the pass's `teacher` option or PassContext::teacher
 };
 
 /// What a pass is, apart from what it does.
 struct PassInfo {
   std::string name;
   std::string description;
+  PassNeeds needs = {};
 };
 
 struct PassContext;
@@ -57,28 +45,23 @@ struct PassContext;
 /// - return true exactly when the graph or its tensors changed (the pipeline then recompiles the module
 ///   and drops cached analyses);
 /// - leave a graph that verifies; report bad input with tailor::Error naming the node.
+/// - declare options as members (`Option<double> ratio{this, "ratio", 0.5, "help"}`), never by string;
+/// - register with TAILOR_REGISTER_PASS(id, Class) in the pass's own file (see the end of this header).
 class Pass {
  public:
+  Pass() = default;
+  Pass(const Pass&) = delete;
+  Pass& operator=(const Pass&) = delete;
   virtual ~Pass() = default;
   virtual PassInfo info() const = 0;
   virtual bool run(GraphModuleImpl& module, PassContext& context) = 0;
   PassOptions& options() { return options_; }
   const PassOptions& options() const { return options_; }
-  /// The pass as pipeline text: `name` or `name{key=value,...}`.
-  virtual std::string str() const;
+  /// The pass as pipeline text: `name` or `name{key=value,...}` with every option (or only the changed ones).
+  virtual std::string str(bool only_changed = false) const;
 
- protected:
+ private:
   PassOptions options_;
-};
-
-/// Provenance of one pass run, written by the pipeline's recording instrument.
-struct PassRecord {
-  std::string pass;     ///< the pass as pipeline text, options included
-  bool changed = false;
-  double seconds = 0;
-  int64_t params_before = 0, params_after = 0;
-  int64_t macs_before = 0, macs_after = 0;
-  int64_t weight_bytes_before = 0, weight_bytes_after = 0;
 };
 
 /// Hooks around every pass a pipeline runs.
@@ -103,15 +86,29 @@ struct PassContext {
   std::vector<torch::Tensor> calibration;
   /// Class labels of the calibration batches when the data has them (the taylor pruning criterion uses them).
   std::vector<torch::Tensor> calibration_labels;
+  /// The teacher model file for passes that need one and were not given one (a recipe's baseline).
+  std::string teacher;
+  /// Data-parallel ranks for passes that train (nullptr: one process).
+  std::shared_ptr<train::Distributed> distributed;
   std::vector<std::shared_ptr<PassInstrument>> instruments;
+
+  /// Adds a statistic to the record of the pass now running (channels removed, final top-1, ...).
+  void stat(const std::string& key, AttrValue value) { stats_.emplace_back(key, std::move(value)); }
 
   /// Cost analysis of the module, computed once and reused until a pass changes the graph.
   const CostReport& costs(GraphModuleImpl& module);
   void invalidate_analyses() { costs_.reset(); }
 
  private:
+  friend class Pipeline;
   std::optional<CostReport> costs_;
+  std::vector<std::pair<std::string, AttrValue>> stats_;
 };
+
+/// What `pass` needs that `context` lacks, as a sentence naming the pass ("" when nothing is missing).
+std::string missing_needs(const Pass& pass, const PassContext& context);
+/// The needs of every pass of a pipeline together.
+PassNeeds needs_of(const Pass& pass);
 
 /// Runs passes in order; itself a Pass, so pipelines nest.
 class Pipeline : public Pass {
@@ -120,9 +117,11 @@ class Pipeline : public Pass {
   explicit Pipeline(std::vector<std::shared_ptr<Pass>> passes) : passes_(std::move(passes)) {}
   Pipeline& add(std::shared_ptr<Pass> pass);
   PassInfo info() const override { return {"pipeline", "runs passes in order"}; }
+  /// Runs each pass after checking its needs; appends a PassRecord to the context and to the module's
+  /// provenance for each.
   bool run(GraphModuleImpl& module, PassContext& context) override;
   /// Comma-separated passes; a nested pipeline is written in parentheses.
-  std::string str() const override;
+  std::string str(bool only_changed = false) const override;
   const std::vector<std::shared_ptr<Pass>>& passes() const { return passes_; }
 
  private:
@@ -144,13 +143,29 @@ class FunctionPass : public Pass {
 
 using PassFactory = std::function<std::shared_ptr<Pass>()>;
 
-/// Registers a named pass for the CLI and recipe files (built-in passes are registered already).
+/// Registers a named pass for the CLI and recipe files. Registering the same pass class twice under its
+/// name is harmless; another class under a taken name is an error.
 void register_pass(const std::string& name, PassFactory factory);
-/// Names and descriptions of every registered pass.
+namespace detail {
+void register_pass_type(const std::string& name, PassFactory factory, const std::type_info& type);
+}
+template <class P>
+void register_pass_class() {
+  detail::register_pass_type(P().info().name, [] { return std::make_shared<P>(); }, typeid(P));
+}
+/// Names, descriptions and needs of every registered pass.
 std::vector<PassInfo> registered_passes();
 /// Builds a registered pass with its default options; unknown names fail and list the valid ones.
 std::shared_ptr<Pass> make_pass(const std::string& name);
-/// Parses pipeline text, e.g. "fold-batch-norm,remove-dropout,dce" or "a{k=v},(b,c)".
+/// Parses pipeline text, e.g. "fold-batch-norm,remove-dropout,dce" or "a{k=v},(b,c)". Text values holding
+/// ",{}[]()=" are written in double quotes.
 std::shared_ptr<Pipeline> parse_pipeline(const std::string& text);
 
 }  // namespace tailor
+
+/// Registers pass class `...` under its info().name. Put it at global scope in the pass's own file: the
+/// library's build collects every src/*/passes/*.cpp and calls these functions (so a static library keeps
+/// them), and in an executable or shared library the static initializer registers the pass at start-up.
+#define TAILOR_REGISTER_PASS(id, ...)                                         \
+  void tailor_register_pass_##id() { ::tailor::register_pass_class<__VA_ARGS__>(); } \
+  static const bool tailor_pass_registered_##id = (tailor_register_pass_##id(), true)

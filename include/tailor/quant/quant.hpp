@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -147,8 +148,13 @@ QuantReport prepare_qat(GraphModuleImpl& module, const std::vector<torch::Tensor
 /// Weight-only quantization of conv and linear weights (activations stay float).
 struct WeightOnlyOptions {
   int bits = 4;                 ///< 8 or 4
-  int64_t group_size = 128;     ///< 0: per output channel; layers whose row length does not divide fall back to per channel
-  bool symmetric = false;
+  /// Weights per scale along a row; 0: per output channel (layers whose row length does not divide fall back to
+  /// per channel); -1: the usual choice for `bits` (per channel at 8 bits, 128 below).
+  int64_t group_size = -1;
+  /// Zero point 0; unset: symmetric at 8 bits, asymmetric below (int4's 16 levels need the offset).
+  std::optional<bool> symmetric;
+  int64_t resolved_group_size() const { return group_size >= 0 ? group_size : (bits >= 8 ? 0 : 128); }
+  bool resolved_symmetric() const { return symmetric.value_or(bits >= 8); }
   std::string method = "rtn";   ///< rtn (round to nearest) | gptq
   double damp = 0.01;           ///< GPTQ: dampening, fraction of the mean Hessian diagonal
   int64_t block = 128;          ///< GPTQ: columns updated lazily per block

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "tailor/pass/pass.hpp"
 #include "tailor/variant/card.hpp"
 
 namespace tailor::recipe {
@@ -17,6 +18,7 @@ struct PassSpec {
   std::string name;
   std::vector<std::pair<std::string, std::string>> options;
   std::string where;  ///< "file:line:column"
+  PassNeeds needs;    ///< what the pass, with these options, needs from the runner
   std::string str() const;  ///< pipeline text: name{k=v,...}
 };
 
@@ -78,6 +80,8 @@ struct RunResult {
   /// Variants whose pipeline failed at run time, with the reason. Each keeps a card flagged "failed: ..." (no
   /// file, no profiles); the other variants still run, and the next run retries the failed ones.
   std::vector<std::pair<std::string, std::string>> failed;
+  /// Things the run recovered from (an unreadable resume state moved aside), also printed on stderr.
+  std::vector<std::string> warnings;
 };
 
 /// Runs a recipe: baseline, then each variant (pipeline, evaluation, export, profiles), writing

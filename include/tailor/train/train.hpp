@@ -102,6 +102,8 @@ struct Model {
 
 /// A GraphModule: taps are node names (any node producing a tensor).
 Model as_model(const GraphModule& module, std::string name = "model");
+/// The same without owning it (a pass trains the module it was given; keep `module` alive while training).
+Model as_model(GraphModuleImpl& module, std::string name = "model");
 /// Any module with a tensor -> logits forward; asking it for taps fails (give a custom Model instead).
 Model as_model(std::shared_ptr<torch::nn::Module> module, std::function<torch::Tensor(const torch::Tensor&)> forward,
                std::string name = "model");

@@ -1,4 +1,4 @@
-// Pruning: masks (unstructured, N:M, gradual schedules) and structured channel pruning on the graph IR.
+// Structured channel pruning on the graph IR.
 //
 // Channel dependency analysis tracks, for every tensor value, which dimension holds channels and, for each
 // position along it, a channel *element*. Convolutions and linear layers create fresh elements for their
@@ -17,176 +17,10 @@
 
 #include <torch/torch.h>
 
+#include "internal.hpp"
 #include "tailor/ir/ops.hpp"
-#include "tailor/pass/pass.hpp"
 
 namespace tailor {
-
-// --- masks -------------------------------------------------------------------------------------------------
-
-std::vector<std::string> prunable_weights(const GraphModuleImpl& module) {
-  std::vector<std::string> names;
-  const Graph& g = module.graph();
-  for (int id : g.order()) {
-    const Node& n = g.node(id);
-    if (n.kind != ops::kConv && n.kind != ops::kLinear) continue;
-    const Node* w = g.producer(n.inputs[1]);
-    if (w && w->kind == ops::kParam && std::find(names.begin(), names.end(), w->s("name")) == names.end())
-      names.push_back(w->s("name"));
-  }
-  return names;
-}
-
-std::vector<std::string> prunable_weights(const torch::nn::Module& module) {
-  std::vector<std::string> names;
-  for (const auto& p : module.named_parameters(true))
-    if (p.value().dim() >= 2) names.push_back(p.key());
-  return names;
-}
-
-namespace {
-
-int64_t count_to_prune(double ratio, int64_t n) {
-  // torch.nn.utils.prune._compute_nparams_toprune: round(amount * tensor_size).
-  return static_cast<int64_t>(std::nearbyint(ratio * static_cast<double>(n)));
-}
-
-void check_ratio(double ratio, const char* what) {
-  TAILOR_CHECK(ratio >= 0 && ratio < 1, what, ": ratio must be in [0, 1), got ", ratio);
-}
-
-}  // namespace
-
-Masks magnitude_masks(const std::map<std::string, torch::Tensor>& weights, double ratio, bool global) {
-  check_ratio(ratio, "magnitude pruning");
-  torch::NoGradGuard no_grad;
-  Masks masks;
-  if (!global) {
-    for (const auto& [name, w] : weights) {
-      auto mask = torch::ones_like(w);
-      const int64_t k = count_to_prune(ratio, w.numel());
-      if (k > 0) {
-        const auto idx = std::get<1>(torch::topk(w.abs().reshape({-1}), k, -1, /*largest=*/false));
-        mask.view({-1}).index_fill_(0, idx, 0);
-      }
-      masks[name] = mask;
-    }
-    return masks;
-  }
-  std::vector<torch::Tensor> flat;
-  for (const auto& [name, w] : weights) flat.push_back(w.abs().reshape({-1}));
-  if (flat.empty()) return masks;
-  const auto all = torch::cat(flat);
-  auto keep = torch::ones_like(all);
-  const int64_t k = count_to_prune(ratio, all.numel());
-  if (k > 0) keep.index_fill_(0, std::get<1>(torch::topk(all, k, -1, false)), 0);
-  int64_t offset = 0;
-  for (const auto& [name, w] : weights) {
-    masks[name] = keep.narrow(0, offset, w.numel()).reshape(w.sizes()).clone();
-    offset += w.numel();
-  }
-  return masks;
-}
-
-Masks nm_masks(const std::map<std::string, torch::Tensor>& weights, int n, int m) {
-  TAILOR_CHECK(m > 0 && n > 0 && n < m, "N:M sparsity needs 0 < N < M, got ", n, ":", m);
-  torch::NoGradGuard no_grad;
-  Masks masks;
-  for (const auto& [name, w] : weights) {
-    TAILOR_CHECK(w.dim() >= 2, "N:M sparsity: '", name, "' has ", w.dim(), " dimension(s); it needs a weight matrix");
-    TAILOR_CHECK(w.size(1) % m == 0, "N:M sparsity: '", name, "' has ", w.size(1), " inputs, not a multiple of M=", m,
-                 "; leave it out or choose another M");
-    // [O, I, k...] -> [O, k..., I]: groups of M consecutive inputs at each kernel position.
-    std::vector<int64_t> perm = {0};
-    for (int64_t d = 2; d < w.dim(); ++d) perm.push_back(d);
-    perm.push_back(1);
-    const auto moved = w.abs().permute(perm).contiguous();
-    const auto groups = moved.reshape({-1, m});
-    const auto idx = std::get<1>(torch::topk(groups, n, 1, /*largest=*/true));
-    auto keep = torch::zeros_like(groups).scatter_(1, idx, 1.0);
-    std::vector<int64_t> inverse(perm.size());
-    for (size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = static_cast<int64_t>(i);
-    masks[name] = keep.reshape(moved.sizes()).permute(inverse).contiguous();
-  }
-  return masks;
-}
-
-double mask_sparsity(const Masks& masks) {
-  int64_t zeros = 0, total = 0;
-  for (const auto& [name, m] : masks) {
-    zeros += (m == 0).sum().item<int64_t>();
-    total += m.numel();
-  }
-  return total ? static_cast<double>(zeros) / static_cast<double>(total) : 0.0;
-}
-
-void SparsityMasks::attach(torch::nn::Module& module, const Masks& masks) {
-  auto params = module.named_parameters(true);
-  auto modules = module.named_modules("", true);
-  // Validate everything before touching the module.
-  for (const auto& [name, mask] : masks) {
-    const auto* p = params.find(name);
-    if (!p) {
-      std::string some;
-      int shown = 0;
-      for (const auto& q : params) {
-        if (shown++ == 6) break;
-        some += (some.empty() ? "" : ", ") + q.key();
-      }
-      TAILOR_FAIL("mask for '", name, "': the module has no such parameter (it has ", some, ", ...)");
-    }
-    TAILOR_CHECK(p->sizes() == mask.sizes(), "mask for '", name, "' has shape ", shape_to_string(mask.sizes().vec()),
-                 ", the weight ", shape_to_string(p->sizes().vec()));
-  }
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, mask] : masks) {
-    torch::Tensor w = params[name];
-    const auto dot = name.rfind('.');
-    const std::string owner = dot == std::string::npos ? "" : name.substr(0, dot);
-    const std::string leaf = (dot == std::string::npos ? name : name.substr(dot + 1)) + "_mask";
-    torch::nn::Module& m = owner.empty() ? module : *modules[owner];
-    torch::Tensor buf = mask.to(w.options()).clone();
-    if (m.named_buffers(false).contains(leaf)) {
-      m.named_buffers(false)[leaf].copy_(buf);
-      buf = m.named_buffers(false)[leaf];
-    } else {
-      buf = m.register_buffer(leaf, buf);
-    }
-    w.mul_(buf);
-    if (!entries_.count(name)) {
-      // The hook reads the buffer itself, so update() changes what it masks.
-      w.register_hook([buf](torch::Tensor grad) { return grad * buf; });
-    }
-    entries_[name] = {w, buf};
-    masks_[name] = buf;
-  }
-}
-
-void SparsityMasks::apply() {
-  torch::NoGradGuard no_grad;
-  for (auto& [name, e] : entries_) e.weight.mul_(e.mask);
-}
-
-void SparsityMasks::update(const Masks& masks) {
-  torch::NoGradGuard no_grad;
-  for (const auto& [name, mask] : masks) {
-    auto it = entries_.find(name);
-    TAILOR_CHECK(it != entries_.end(), "update: no mask attached for '", name, "'");
-    it->second.mask.copy_(mask);
-  }
-  apply();
-}
-
-double GradualSchedule::sparsity_at(int64_t step) const {
-  if (step <= begin) return initial;
-  if (step >= end) return final;
-  const double t = static_cast<double>(step - begin) / static_cast<double>(end - begin);
-  return final + (initial - final) * std::pow(1.0 - t, 3.0);
-}
-
-bool GradualSchedule::updates_at(int64_t step) const {
-  return step >= begin && step <= end && every > 0 && ((step - begin) % every == 0 || step == end);
-}
 
 // --- channel dependency analysis ---------------------------------------------------------------------------
 
@@ -730,6 +564,9 @@ ChannelPruneResult prune_channels(GraphModuleImpl& module, const std::vector<std
     gradients(module);
     for (const auto& [name, t] : module.tensors())
       if (t.grad().defined()) grads[name] = t.grad().detach().clone();
+    // The gradients served the ranking only; left on the parameters they would keep the old shapes and break the
+    // first optimizer step after pruning.
+    for (auto& p : module.parameters()) p.mutable_grad() = torch::Tensor();
     TAILOR_CHECK(!grads.empty(), "the taylor criterion: the gradient function left no gradients");
   }
   torch::NoGradGuard no_grad;
@@ -927,6 +764,7 @@ GraphModule clone_module(const GraphModuleImpl& module) {
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& [name, t] : module.tensors()) tensors[name] = t.detach().clone();
   GraphModule copy(module.graph(), tensors, module.buffer_names());
+  copy->mutable_provenance() = module.provenance();
   if (!module.is_training()) copy->eval();
   return copy;
 }
@@ -956,95 +794,5 @@ std::vector<std::pair<std::string, std::vector<double>>> channel_sensitivity(
   }
   return out;
 }
-
-
-// --- passes ------------------------------------------------------------------------------------------------
-
-namespace detail {
-
-namespace {
-
-class ChannelPrunePass : public Pass {
- public:
-  ChannelPrunePass() {
-    options_.declare("ratio", 0.5, "fraction of channels to remove from each group (or overall with global)")
-        .declare("criterion", std::string("l1"),
-                 "importance: l1, l2, bn, taylor (|w * dL/dw| on the calibration data), random")
-        .declare("global", false, "rank channels across groups (group-normalized importance)")
-        .declare("max_ratio", 0.9, "no group loses more than this fraction")
-        .declare("round_to", int64_t{1}, "kept channel counts are multiples of this")
-        .declare("seed", int64_t{0}, "seed of the random criterion");
-  }
-  PassInfo info() const override {
-    return {"prune-channels", "remove conv/linear channels physically, following residual and concat dependencies"};
-  }
-  bool run(GraphModuleImpl& module, PassContext& context) override {
-    ChannelPruneOptions o;
-    o.ratio = options_.f("ratio");
-    o.criterion = criterion_from_string(options_.s("criterion"));
-    o.global = options_.b("global");
-    o.max_ratio = options_.f("max_ratio");
-    o.round_to = options_.i("round_to");
-    o.seed = static_cast<uint64_t>(options_.i("seed"));
-    TAILOR_CHECK(!context.input_shapes.empty(), "prune-channels needs the input shapes in the pass context");
-    GradientFn gradients;
-    if (o.criterion == Criterion::Taylor) {
-      TAILOR_CHECK(!context.calibration.empty(),
-                   "prune-channels: criterion=taylor takes gradients on data, and no calibration data was given "
-                   "(recipes: data; tailor prune: --data fashion-mnist or --data random)");
-      gradients = gradients_from_batches(context.calibration, context.calibration_labels.size() == context.calibration.size()
-                                                                  ? context.calibration_labels
-                                                                  : std::vector<torch::Tensor>{});
-    }
-    return prune_channels(module, context.input_shapes, o, gradients).channels_removed > 0;
-  }
-};
-
-// Unstructured and N:M sparsity as passes: the zeros are written into the weights (a model loaded from a file
-// has no training loop to keep masks in; SparsityMasks does that inside one).
-class MagnitudePrunePass : public Pass {
- public:
-  MagnitudePrunePass() {
-    options_.declare("ratio", 0.5, "fraction of conv/linear weights set to zero")
-        .declare("global", false, "one threshold over all layers instead of one per layer");
-  }
-  PassInfo info() const override { return {"prune-magnitude", "unstructured L1-magnitude sparsity of conv/linear weights"}; }
-  bool run(GraphModuleImpl& module, PassContext&) override {
-    std::map<std::string, torch::Tensor> weights;
-    for (const auto& name : prunable_weights(module)) weights[name] = module.tensor(name);
-    const Masks masks = magnitude_masks(weights, options_.f("ratio"), options_.b("global"));
-    torch::NoGradGuard no_grad;
-    for (const auto& [name, m] : masks) module.tensor(name).mul_(m);
-    return options_.f("ratio") > 0;
-  }
-};
-
-class NMPrunePass : public Pass {
- public:
-  NMPrunePass() {
-    options_.declare("n", int64_t{2}, "weights kept in each group").declare("m", int64_t{4}, "group size along inputs");
-  }
-  PassInfo info() const override { return {"prune-nm", "N:M semi-structured sparsity (2:4, 4:8) of conv/linear weights"}; }
-  bool run(GraphModuleImpl& module, PassContext&) override {
-    const int n = static_cast<int>(options_.i("n")), m = static_cast<int>(options_.i("m"));
-    std::map<std::string, torch::Tensor> weights;
-    for (const auto& name : prunable_weights(module))
-      if (module.tensor(name).size(1) % m == 0) weights[name] = module.tensor(name);
-    const Masks masks = nm_masks(weights, n, m);
-    torch::NoGradGuard no_grad;
-    for (const auto& [name, mk] : masks) module.tensor(name).mul_(mk);
-    return !masks.empty();
-  }
-};
-
-}  // namespace
-
-void register_prune_passes(const std::function<void(const std::string&, PassFactory)>& add) {
-  add("prune-channels", [] { return std::make_shared<ChannelPrunePass>(); });
-  add("prune-magnitude", [] { return std::make_shared<MagnitudePrunePass>(); });
-  add("prune-nm", [] { return std::make_shared<NMPrunePass>(); });
-}
-
-}  // namespace detail
 
 }  // namespace tailor

@@ -1,0 +1,251 @@
+// The onednn-cpu lowering loop, execution, and the backend that compiles GraphModules with it.
+#include "tailor/runtime/backend.hpp"
+
+#if TAILOR_WITH_ONEDNN
+#include "executable.hpp"
+#endif
+#include "../backends.hpp"
+#include "tailor/runtime/isa.hpp"
+
+namespace tailor::detail {
+
+#if TAILOR_WITH_ONEDNN
+
+namespace onednn {
+
+auto OnednnExecutable::lower() -> void {
+  const auto& order = graph_.order();
+  homes_.assign(graph_.num_values(), Home{});
+  last_reader_.assign(graph_.num_values(), -1);
+  last_reader_pos_.assign(graph_.num_values(), -1);
+  for (size_t p = 0; p < order.size(); ++p)
+    for (int in : graph_.node(order[p]).inputs) {
+      last_reader_[in] = order[p];
+      last_reader_pos_[in] = static_cast<int>(p);
+    }
+  for (int in : graph_.inputs()) homes_[in].where = Home::Where::Aten;
+  for (size_t p = 0; p < order.size(); ++p) {
+    const int id = order[p];
+    if (used_.count(id)) {
+      release_dead(static_cast<int>(p));
+      continue;
+    }
+    const Node& n = graph_.node(id);
+    if (n.kind == ops::kParam || n.kind == ops::kConstant || (n.kind == ops::kFakeQuant && fq_of_params(n.outputs[0]))) {
+      // Weights reach lowered nodes at compile time; the node runs only if a fallback reads its value.
+      homes_[n.outputs[0]].where = Home::Where::Aten;
+      pending_[n.outputs[0]] = id;
+      continue;
+    }
+    reading_node_ = &n;
+    if (is_u8_activation_quant(n)) {
+      const int x = n.inputs[0];
+      if (homes_[x].has_q && homes_[x].q == act_q(n)) {
+        // Its producer wrote u8 with this quantizer already: the output is that buffer.
+        if (homes_[x].q_ref.pool >= 0) pool_.retain(homes_[x].q_ref.pool);
+        define_q(n.outputs[0], homes_[x].q_ref, homes_[x].q);
+        deferred_quant_.insert(n.outputs[0]);
+        release_dead(static_cast<int>(p));
+        continue;
+      }
+      // Deferred: int8 layers reading it quantize its input themselves; anything else gets the fake-quantized
+      // f32 value computed on demand, so the input stays alive as long as this node's readers.
+      homes_[n.outputs[0]].where = Home::Where::Aten;
+      pending_[n.outputs[0]] = id;
+      deferred_quant_.insert(n.outputs[0]);
+      last_reader_pos_[x] = std::max(last_reader_pos_[x], last_reader_pos_[n.outputs[0]]);
+      release_dead(static_cast<int>(p));
+      continue;
+    }
+    bool done = false;
+    try {
+      if (n.kind == ops::kConv) done = lower_conv(n);
+      else if (n.kind == ops::kLinear) done = lower_linear(n);
+      else if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool || n.kind == ops::kAdaptiveAvgPool)
+        done = lower_pool(n);
+      else if (n.kind == ops::kMean) done = lower_mean(n);
+      else if (is_eltwise(n)) done = lower_eltwise(n);
+      else if (ops::is_binary(n.kind)) done = lower_binary(n);
+      else if (n.kind == ops::kCat) done = lower_cat(n);
+      else if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) done = lower_softmax(n);
+      else if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm) done = lower_norm(n);
+    } catch (const dnnl::error& e) {
+      TAILOR_FAIL("backend onednn-cpu: lowering node '", n.name, "' (", n.kind, ") failed: ", e.what());
+    }
+    if (!done) {
+      if (n.kind == ops::kFakeQuant)
+        fake_quant_on_aten_.push_back(n.name + " (" + why_not_u8_quant(n) + ")");
+      lower_aten(n, id);
+    }
+    release_dead(static_cast<int>(p));
+  }
+  reading_node_ = nullptr;
+  for (int out : graph_.outputs()) ensure_aten(out);
+  // ATen slots are freed after their last reader step, as GraphModule frees them.
+  std::map<int, size_t> last_step;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    const Step& st = steps_[s];
+    if (st.type == Step::Type::Aten)
+      for (int in : st.instr.in) last_step[in] = s;
+    for (const auto& [arg, ref] : st.dnnl.args)
+      if (ref.slot >= 0) last_step[ref.slot] = s;
+  }
+  for (const auto& [v, s] : last_step)
+    if (!graph_.is_graph_output(v)) steps_[s].release.push_back(v);
+  pool_.allocate();
+  for (Step& st : steps_) finalize(st.dnnl);
+
+  std::ostringstream os;
+  os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_ << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
+     << dnnl::version()->patch << "): " << lowered_ << " nodes lowered, " << fused_ << " fused as post-ops, "
+     << reorders_ << " reorders, " << fallbacks_ << " on ATen";
+  if (!fallback_kinds_.empty()) {
+    os << " (";
+    bool first = true;
+    for (const auto& k : fallback_kinds_) {
+      os << (first ? "" : ", ") << k;
+      first = false;
+    }
+    os << ")";
+  }
+  if (int8_) {
+    os << ", " << int8_ << " int8 layers (" << u8_inputs_ << " reading u8 written by int8 producers, " << quantized_
+       << " quantizing, " << dequantized_ << " dequantizing steps)";
+    if (requantized_)
+      os << ", " << requantized_ << " activation quantizers requantized from 8 to 7 bits (" << isa_
+         << " has no VNNI: u8 above 127 would saturate)";
+  }
+  if (!fake_quant_on_aten_.empty()) {
+    os << "; fake_quant on ATen: ";
+    for (size_t k = 0; k < fake_quant_on_aten_.size() && k < 6; ++k) os << (k ? "; " : "") << fake_quant_on_aten_[k];
+    if (fake_quant_on_aten_.size() > 6) os << "; and " << fake_quant_on_aten_.size() - 6 << " more";
+  }
+  os << "; activation pool " << pool_.total_bytes() / 1024 << " KiB";
+  summary_ = os.str();
+}
+
+auto OnednnExecutable::finalize(DnnlStep& d) -> void {
+  if (!d.prim) return;
+  for (const auto& [arg, ref] : d.args) {
+    if (ref.slot >= 0) {
+      d.mems[arg] = memory(ref.desc, engine_, DNNL_MEMORY_NONE);
+      d.slot_args.push_back({arg, ref.slot});
+    } else if (ref.pool >= 0) {
+      d.mems[arg] = memory(ref.desc, engine_, pool_.ptr(ref.pool));
+    } else {
+      d.mems[arg] = memory(ref.desc, engine_, ref.owned->data_ptr());
+    }
+  }
+}
+
+auto OnednnExecutable::execute(const std::vector<c10::IValue>& inputs, std::vector<StepTime>* times) -> c10::IValue {
+  c10::InferenceMode guard;
+  TAILOR_CHECK(inputs.size() == graph_.inputs().size(), "onednn-cpu: the graph takes ", graph_.inputs().size(),
+               " inputs, got ", inputs.size());
+  std::vector<c10::IValue> slots(graph_.num_values());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const int v = graph_.inputs()[i];
+    if (inputs[i].isTensor()) {
+      const auto& t = inputs[i].toTensor();
+      TAILOR_CHECK(t.sizes().vec() == shape(v) || shape(v).empty(), "onednn-cpu: input ", i, " has shape ",
+                   shape_to_string(t.sizes().vec()), " but the executable was compiled for ", shape_to_string(shape(v)));
+      slots[v] = t.to(torch::kCPU).contiguous();
+    } else {
+      slots[v] = inputs[i];
+    }
+  }
+  torch::jit::Stack stack;
+  int64_t live_peak = 0;
+  for (Step& st : steps_) {
+    const auto start = times ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    switch (st.type) {
+      case Step::Type::Aten: execute_instr(st.instr, slots, false, stack); break;
+      case Step::Type::FromAten: {
+        auto& iv = slots[st.value];
+        TAILOR_CHECK(iv.isTensor(), "onednn-cpu: value ", st.node, " is not a tensor");
+        iv = iv.toTensor().contiguous().to(torch::kFloat);
+        break;
+      }
+      case Step::Type::ToAten:
+        slots[st.value] = torch::empty(st.shape, torch::kFloat);
+        run_dnnl(st.dnnl, slots);
+        break;
+      case Step::Type::Dnnl: run_dnnl(st.dnnl, slots); break;
+    }
+    if (times) {
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (st.type == Step::Type::Aten && (st.kind == ops::kParam || st.kind == ops::kConstant)) {
+        // structure, not work
+      } else {
+        times->push_back({st.node, st.kind, st.fused, s});
+      }
+      int64_t live = 0;
+      for (const auto& iv : slots)
+        if (iv.isTensor() && iv.toTensor().defined()) live += iv.toTensor().nbytes();
+      live_peak = std::max(live_peak, live);
+    }
+    for (int v : st.release) slots[v] = c10::IValue();
+  }
+  if (times) fallback_peak_ = live_peak;
+  if (graph_.outputs().size() == 1) return slots[graph_.outputs()[0]];
+  std::vector<c10::IValue> outs;
+  for (int v : graph_.outputs()) outs.push_back(slots[v]);
+  return c10::ivalue::Tuple::create(std::move(outs));
+}
+
+auto OnednnExecutable::run_dnnl(DnnlStep& d, std::vector<c10::IValue>& slots) -> void {
+  for (const auto& [arg, slot] : d.slot_args) d.mems[arg].set_data_handle(slots[slot].toTensor().data_ptr());
+  d.prim.execute(stream_, d.mems);
+}
+
+}  // namespace onednn
+
+namespace {
+using onednn::OnednnExecutable;
+
+class OnednnBackend final : public Backend {
+ public:
+  std::string name() const override { return "onednn-cpu"; }
+  std::string unavailable_reason() const override { return {}; }
+  std::unique_ptr<Executable> compile(const GraphModuleImpl& module, const CompileOptions& options) const override {
+    if (!options.isa.empty()) set_isa_cap(options.isa);
+    if (options.dtype == "bfloat16") {
+      const std::string isa = onednn_isa();
+      TAILOR_CHECK(isa.rfind("avx512_core", 0) == 0, "backend onednn-cpu: bfloat16 needs an avx512_core CPU or newer; "
+                   "this CPU's oneDNN ISA is ", isa);
+    } else {
+      TAILOR_CHECK(options.dtype == "float32", "backend onednn-cpu: dtype '", options.dtype,
+                   "' is not one of float32, bfloat16 (int8: quantize the graph with tailor quantize and compile it "
+                   "as float32; its int8 layers then run as u8 x s8 primitives)");
+    }
+    if (options.threads > 0) set_threads(options.threads);
+    auto prepared = prepare_for_inference(module, options);
+    return std::make_unique<OnednnExecutable>(prepared, options);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_onednn_backend() { return std::make_unique<OnednnBackend>(); }
+
+#else  // !TAILOR_WITH_ONEDNN
+
+namespace {
+class UnavailableOnednn final : public Backend {
+ public:
+  std::string name() const override { return "onednn-cpu"; }
+  std::string unavailable_reason() const override {
+    return "tailor was built without oneDNN (configure with libdnnl-dev installed, TAILOR_WITH_ONEDNN=ON)";
+  }
+  std::unique_ptr<Executable> compile(const GraphModuleImpl&, const CompileOptions&) const override {
+    TAILOR_FAIL("backend onednn-cpu is not available: ", unavailable_reason());
+  }
+};
+}  // namespace
+
+std::unique_ptr<Backend> make_onednn_backend() { return std::make_unique<UnavailableOnednn>(); }
+
+#endif
+
+}  // namespace tailor::detail
+
