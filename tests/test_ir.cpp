@@ -1,4 +1,6 @@
 // Known answers for the graph IR, cost analysis, serialization and the pass machinery.
+#include <set>
+
 #include <catch2/catch.hpp>
 #include <torch/torch.h>
 
@@ -277,4 +279,48 @@ TEST_CASE("input shapes parse from 1x3x224x224 and reject junk") {
   CHECK_THROWS_WITH(parse_shape("1x3xbig"), Catch::Contains("bad dimension 'big'"));
   CHECK_THROWS_WITH(parse_shape("1x0"), Catch::Contains("bad dimension '0'"));
   CHECK_THROWS(parse_shape(""));
+}
+
+TEST_CASE("the op table defines every op kind the IR knows, each with all of its parts") {
+  std::set<std::string> known = {ops::kOpaque};
+  for (const auto& kind : ops::defined_kinds()) {
+    INFO(kind);
+    CHECK((ops::is_known(kind) || kind == ops::kOpaque));  // nothing the IR does not model
+    const ops::OpDef& d = ops::op_def(kind);
+    CHECK(d.kind == kind);
+    CHECK(d.macs);         // no_cost says "none" explicitly
+    CHECK(d.flops);
+    CHECK(d.torchscript);  // constants spell themselves where they are read: an empty statement, explicitly
+    CHECK(d.arity.inputs >= -1);
+    known.insert(kind);
+  }
+  // Every kind capture can produce is in the table (ops.hpp lists them; is_known is the IR's own set).
+  for (const char* kind : {ops::kConstant, ops::kParam, ops::kList, ops::kListUnpack, ops::kTuple, ops::kTupleUnpack,
+                           ops::kConv, ops::kLinear, ops::kMatmul, ops::kBatchNorm, ops::kLayerNorm, ops::kGroupNorm,
+                           ops::kRelu, ops::kHardtanh, ops::kGelu, ops::kSilu, ops::kSigmoid, ops::kHardsigmoid,
+                           ops::kHardswish, ops::kTanh, ops::kSoftmax, ops::kLogSoftmax, ops::kAdd, ops::kSub, ops::kMul,
+                           ops::kDiv, ops::kCat, ops::kChunk, ops::kFlatten, ops::kReshape, ops::kPermute,
+                           ops::kTranspose, ops::kContiguous, ops::kMaxPool, ops::kAvgPool, ops::kAdaptiveAvgPool,
+                           ops::kMean, ops::kDropout, ops::kChannelShuffle, ops::kFakeQuant}) {
+    INFO(kind);
+    CHECK(ops::is_known(kind));
+    CHECK(known.count(kind) == 1);
+  }
+  CHECK_THROWS_WITH(ops::op_def("conv3d_transpose"), Catch::Contains("'conv3d_transpose' is not in tailor's op table"));
+  // Known answers from the table: a 3x3 conv's MACs and its TorchScript spelling.
+  TinyNet net{nullptr};
+  GraphModule gm = tiny(net);
+  gm->infer_shapes({{1, 3, 8, 8}});
+  const Graph& g = gm->graph();
+  for (int id : g.order()) {
+    const Node& n = g.node(id);
+    if (n.kind != ops::kConv) continue;
+    const auto& out = g.value(n.outputs[0]).shape;
+    const auto& w = g.value(n.inputs[1]).shape;
+    REQUIRE((!out.empty() && w.size() == 4));
+    CHECK(ops::op_def(n.kind).macs(g, n) == ops::numel(out) * w[1] * w[2] * w[3]);
+    CHECK(ops::op_def(n.kind).channels == ops::ChannelRule::Conv);
+    CHECK(ops::op_def(n.kind).onednn == ops::OnednnLowering::Conv);
+  }
+  CHECK_THAT(to_torchscript_source(*gm), Catch::Contains("torch.convolution("));
 }

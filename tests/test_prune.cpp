@@ -167,7 +167,7 @@ TEST_CASE("channel groups on ResNet-18 follow residual connections") {
   CHECK(inner->channels == 64);
 }
 
-TEST_CASE("channel pruning: ratio 0 changes nothing; 0.5 gives a smaller model that exports and runs") {
+TEST_CASE("channel pruning: ratio 0 changes nothing, 0.5 gives a smaller model that exports and runs") {
   const auto m = fixture_manifest();
   const std::string dir = TAILOR_FIXTURES_DIR;
   std::filesystem::create_directories(TAILOR_TEST_TMP);
@@ -271,7 +271,7 @@ TEST_CASE("channel pruning options: rounding, max ratio, criteria, global rankin
   }
 }
 
-TEST_CASE("taylor on data removes the channels the output does not depend on; l1 keeps them") {
+TEST_CASE("taylor on data removes the channels the output does not depend on, l1 keeps them") {
   // conv1's channels 0..15 get the largest weights (l1 ranks them first) but conv2 reads them with zero weights,
   // so the loss does not depend on them: |w * dL/dw| is exactly 0 there and taylor removes exactly those.
   GraphModule gm = models::capture_model("fashion-cnn");
@@ -320,7 +320,7 @@ TEST_CASE("taylor on data removes the channels the output does not depend on; l1
     ctx.quiet = true;
     const auto tensors_before = snapshot(*m);
     CHECK_THROWS_WITH(parse_pipeline("prune-channels{criterion=taylor}")->run(*m, ctx),
-                      Catch::Contains("no calibration data"));
+                      Catch::Contains("needs calibration data"));
     CHECK(same_tensors(snapshot(*m), tensors_before));
     ctx.calibration = batches;
     ctx.calibration_labels = labels;

@@ -73,7 +73,7 @@ goals: {max_accuracy_drop: 1, latency_ms: {onednn-cpu: 2}}
   CHECK_THROWS_WITH(rc::parse_recipe(rounds), Catch::Contains("rounds.yaml:3:19: profile.rounds must be at least 1"));
 }
 
-TEST_CASE("a variant that fails at run time gets a card saying why; the others still run", "[recipe]") {
+TEST_CASE("a variant that fails at run time gets a card saying why, and the others still run", "[recipe]") {
   // quantize-static on an already-quantized model fails only when it runs (the recipe itself is valid).
   const auto path = write_recipe("fails.yaml", R"(model: {zoo: fashion-cnn}
 data: {name: none, calibration_batches: 1}

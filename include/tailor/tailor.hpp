@@ -12,6 +12,7 @@
 #include "tailor/ir/analysis.hpp"
 #include "tailor/ir/graph.hpp"
 #include "tailor/ir/graph_module.hpp"
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/ir/provenance.hpp"
 #include "tailor/models/zoo.hpp"

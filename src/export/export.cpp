@@ -12,6 +12,7 @@
 #include <torch/script.h>
 
 #include "tailor/capture/capture.hpp"
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 
 namespace tailor {
@@ -124,106 +125,31 @@ class SourceWriter {
   std::string in(const Node& n, size_t k) const { return ref(n.inputs[k]); }
   static std::string a(const Node& n, const char* key) { return to_source(n.attr(key)); }
 
-  // Any LibTorch operator, called the way TorchScript's own printer does: aten ops through `torch.`,
-  // keyword-only arguments by name.
-  void emit_opaque(const Node& n) {
-    const std::string& schema = n.s("schema");
-    const c10::OperatorName op = detail::parse_operator_name(schema);
-    const auto sep = op.name.find("::");
-    const std::string ns = op.name.substr(0, sep), name = op.name.substr(sep + 2);
-    if (ns == "prim") {
-      if (name == "NumToTensor") return assign(n, "torch.tensor(" + in(n, 0) + ")");
-      if (name == "device" || name == "dtype") return assign(n, in(n, 0) + "." + name);
-      if (name == "min" || name == "max") return assign(n, name + "(" + args(n) + ")");
-    }
-    TAILOR_CHECK(ns == "aten", "cannot export node '", n.name, "': operator ", schema,
-                 " has no TorchScript spelling tailor knows");
-    auto oper = torch::jit::findOperatorFor(op);
-    TAILOR_CHECK(oper, "cannot export node '", n.name, "': LibTorch has no operator ", schema);
-    const auto& arguments = oper->schema().arguments();
-    std::string call;
-    for (size_t i = 0; i < n.inputs.size(); ++i) {
-      std::string arg = ref(n.inputs[i]);
-      if (i < arguments.size() && arguments[i].kwarg_only()) arg = arguments[i].name() + "=" + arg;
-      call += (i ? ", " : "") + arg;
-    }
-    return assign(n, "torch." + name + "(" + call + ")");
-  }
+  // The op table spells each kind; the writer supplies inputs as expressions and attributes as literals.
+  class Args final : public ops::TorchScriptArgs {
+   public:
+    Args(const SourceWriter& w, const Node& n) : w_(w), n_(n) {}
+    const Node& node() const override { return n_; }
+    std::string in(size_t k) const override { return w_.in(n_, k); }
+    std::string args(size_t from) const override { return w_.args(n_, from); }
+    std::string attr(const char* key) const override { return a(n_, key); }
+    std::string output_type() const override { return list_type(w_.g_.value(n_.outputs[0]).type); }
+    std::string attribute_path(const std::string& dotted) const override { return tailor::attribute_path(dotted); }
+
+   private:
+    const SourceWriter& w_;
+    const Node& n_;
+  };
 
   void emit(const Node& n) {
-    const std::string& k = n.kind;
-    const std::string aten = "torch.";
-    if (k == ops::kConstant) return;
-    if (k == ops::kParam) return assign(n, attribute_path(n.s("name")));
-    if (k == ops::kList) {
-      if (n.inputs.empty()) return assign(n, std::string("annotate(") + list_type(g_.value(n.outputs[0]).type) + ", [])");
-      return assign(n, "[" + args(n) + "]");
+    const ops::OpDef* def = nullptr;
+    try {
+      def = &ops::op_def(n.kind);
+    } catch (const Error&) {
+      TAILOR_FAIL("cannot export node '", n.name, "': op kind '", n.kind, "' has no TorchScript form");
     }
-    if (k == ops::kTuple) return assign(n, "(" + args(n) + (n.inputs.size() == 1 ? ",)" : ")"));
-    if (k == ops::kListUnpack || k == ops::kTupleUnpack) {
-      if (n.outputs.size() == 1) return assign(n, in(n, 0) + "[0]");
-      return assign(n, in(n, 0));
-    }
-    if (k == ops::kOpaque) return emit_opaque(n);
-    if (k == ops::kConv) {
-      const size_t dims = n.ints("stride").size();
-      return assign(n, aten + "convolution(" + args(n) + ", " + a(n, "stride") + ", " + a(n, "padding") + ", " +
-                           a(n, "dilation") + ", False, " + to_source(std::vector<int64_t>(dims, 0)) + ", " +
-                           a(n, "groups") + ")");
-    }
-    if (k == ops::kLinear || k == ops::kMatmul) return assign(n, aten + k + "(" + args(n) + ")");
-    if (k == ops::kBatchNorm)
-      return assign(n, aten + "batch_norm(" + args(n) + ", self.training, " + a(n, "momentum") + ", " + a(n, "eps") +
-                           ", True)");
-    if (k == ops::kLayerNorm)
-      return assign(n, aten + "layer_norm(" + in(n, 0) + ", " + a(n, "normalized_shape") + ", " + in(n, 1) + ", " +
-                           in(n, 2) + ", " + a(n, "eps") + ", True)");
-    if (k == ops::kGroupNorm)
-      return assign(n, aten + "group_norm(" + in(n, 0) + ", " + a(n, "num_groups") + ", " + in(n, 1) + ", " +
-                           in(n, 2) + ", " + a(n, "eps") + ", True)");
-    if (k == ops::kHardtanh)
-      return assign(n, aten + "hardtanh(" + in(n, 0) + ", " + a(n, "min_val") + ", " + a(n, "max_val") + ")");
-    if (k == ops::kGelu) return assign(n, aten + "gelu(" + in(n, 0) + ", approximate=" + a(n, "approximate") + ")");
-    if (k == ops::kSoftmax || k == ops::kLogSoftmax) return assign(n, aten + k + "(" + in(n, 0) + ", " + a(n, "dim") + ")");
-    if (k == ops::kAdd || k == ops::kSub)
-      return assign(n, aten + k + "(" + args(n) + (n.has("alpha") ? ", alpha=" + a(n, "alpha") : "") + ")");
-    if (ops::is_binary(k) || (ops::is_elementwise_unary(k) && k != ops::kDropout)) return assign(n, aten + k + "(" + args(n) + ")");
-    if (k == ops::kCat) return assign(n, aten + "cat([" + args(n) + "], " + a(n, "dim") + ")");
-    if (k == ops::kChunk) {
-      const std::string call = aten + "chunk(" + in(n, 0) + ", " + a(n, "chunks") + ", " + a(n, "dim") + ")";
-      return assign(n, n.outputs.size() == 1 ? call + "[0]" : call);
-    }
-    if (k == ops::kFlatten) return assign(n, aten + "flatten(" + in(n, 0) + ", " + a(n, "start_dim") + ", " + a(n, "end_dim") + ")");
-    if (k == ops::kReshape) return assign(n, aten + "reshape(" + args(n) + ")");
-    if (k == ops::kPermute) return assign(n, aten + "permute(" + in(n, 0) + ", " + a(n, "dims") + ")");
-    if (k == ops::kTranspose) return assign(n, aten + "transpose(" + in(n, 0) + ", " + a(n, "dim0") + ", " + a(n, "dim1") + ")");
-    const std::string d = [&] {
-      if (!n.has("kernel_size") && !n.has("output_size")) return std::string();
-      return std::to_string(n.ints(n.has("kernel_size") ? "kernel_size" : "output_size").size()) + "d";
-    }();
-    if (k == ops::kMaxPool)
-      return assign(n, aten + "max_pool" + d + "(" + in(n, 0) + ", " + a(n, "kernel_size") + ", " + a(n, "stride") + ", " +
-                           a(n, "padding") + ", " + a(n, "dilation") + ", " + a(n, "ceil_mode") + ")");
-    if (k == ops::kAvgPool)
-      return assign(n, aten + "avg_pool" + d + "(" + in(n, 0) + ", " + a(n, "kernel_size") + ", " + a(n, "stride") + ", " +
-                           a(n, "padding") + ", " + a(n, "ceil_mode") + ", " + a(n, "count_include_pad") + ")");
-    if (k == ops::kAdaptiveAvgPool)
-      return assign(n, aten + "adaptive_avg_pool" + d + "(" + in(n, 0) + ", " + a(n, "output_size") + ")");
-    if (k == ops::kMean) return assign(n, aten + "mean(" + in(n, 0) + ", " + a(n, "dims") + ", " + a(n, "keepdim") + ")");
-    if (k == ops::kDropout) return assign(n, aten + "dropout(" + in(n, 0) + ", " + a(n, "p") + ", self.training)");
-    if (k == ops::kFakeQuant) {
-      // Learnable nodes export as the fixed kernels: same forward, and stock PyTorch runs them anywhere.
-      const std::string range = a(n, "qmin") + ", " + a(n, "qmax") + ")";
-      const int64_t axis = n.i("axis", -1), group = n.i("group_size", 0);
-      if (group > 0)
-        return assign(n, aten + "reshape(" + aten + "fake_quantize_per_channel_affine(" + aten + "reshape(" + in(n, 0) +
-                             ", [-1, " + std::to_string(group) + "]), " + in(n, 1) + ", " + in(n, 2) + ", 0, " + range +
-                             ", " + in(n, 0) + ".size())");
-      if (axis < 0) return assign(n, aten + "fake_quantize_per_tensor_affine(" + args(n) + ", " + range);
-      return assign(n, aten + "fake_quantize_per_channel_affine(" + args(n) + ", " + std::to_string(axis) + ", " + range);
-    }
-    if (k == ops::kChannelShuffle) return assign(n, aten + "channel_shuffle(" + in(n, 0) + ", " + a(n, "groups") + ")");
-    TAILOR_FAIL("cannot export node '", n.name, "': op kind '", k, "' has no TorchScript form");
+    const std::string expr = def->torchscript(Args(*this, n));
+    if (!expr.empty()) assign(n, expr);
   }
 };
 

@@ -7,14 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 
 namespace tailor {
 namespace {
 
-int64_t numel(const std::vector<int64_t>& shape) {
-  return std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
-}
+using ops::numel;
 
 int64_t dtype_bytes(const std::string& dtype) {
   if (dtype == "Double" || dtype == "Long" || dtype == "ComplexFloat") return 8;
@@ -28,62 +27,11 @@ int64_t tensor_bytes(const Value& v) {
   return numel(v.shape) * dtype_bytes(v.dtype);
 }
 
-// Multiply-accumulates of the matrix-product ops; 0 for everything else.
-int64_t macs_of(const Graph& g, const Node& n) {
-  auto shape = [&](size_t k) -> const std::vector<int64_t>& { return g.value(n.inputs[k]).shape; };
-  const std::vector<int64_t>& out = g.value(n.outputs[0]).shape;
-  if (n.kind == ops::kConv) {
-    const auto& w = shape(1);  // [Cout, Cin/groups, k...]
-    return numel(out) * numel(std::vector<int64_t>(w.begin() + 1, w.end()));
-  }
-  if (n.kind == ops::kLinear) return numel(out) * shape(1).back();
-  if (n.kind == ops::kMatmul) {
-    const auto& a = shape(0);
-    return a.empty() ? 0 : numel(out) * a.back();
-  }
-  if (n.kind == ops::kOpaque) {
-    const std::string& schema = n.s("schema");
-    if (schema == "aten::_native_multi_head_attention") {
-      // (query [B, L, E], key [B, S, E], value, embed_dim, num_heads, qkv_weight, qkv_bias, proj_weight, ...)
-      const auto& q = shape(0);
-      const auto& k = shape(1);
-      if (q.size() != 3 || k.size() != 3) return 0;
-      const int64_t b = q[0], l = q[1], s = k[1], e = q[2];
-      return b * (l + 2 * s) * e * e  // q, k, v projections
-             + 2 * b * l * s * e      // scores and weighted sum
-             + b * l * e * e;         // output projection
-    }
-    if (schema == "aten::scaled_dot_product_attention") {
-      const auto& q = shape(0);
-      const auto& k = shape(1);
-      if (q.size() < 2 || k.size() < 2) return 0;
-      const int64_t l = q[q.size() - 2], s = k[k.size() - 2], e = q.back();
-      return 2 * numel(std::vector<int64_t>(q.begin(), q.end() - 2)) * l * s * e;
-    }
-    if (schema == "aten::addmm" || schema == "aten::bmm" || schema == "aten::baddbmm" || schema == "aten::einsum")
-      return 0;  // addmm/bmm normally become linear/matmul; counted there
-  }
-  return 0;
-}
+int64_t macs_of(const Graph& g, const Node& n) { return ops::op_def(n.kind).macs(g, n); }
 
 int64_t flops_of(const Graph& g, const Node& n, int64_t macs) {
-  if (n.outputs.empty()) return 0;
-  const Value& out = g.value(n.outputs[0]);
-  if (out.type != ValueType::Tensor) return 0;
-  const int64_t e = numel(out.shape);
-  if (macs > 0) {
-    int64_t bias = 0;
-    if ((n.kind == ops::kConv || n.kind == ops::kLinear) && g.value(n.inputs[2]).type == ValueType::Tensor) bias = e;
-    return 2 * macs + bias;
-  }
-  if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm || n.kind == ops::kGroupNorm) return 2 * e;
-  if (ops::is_elementwise_unary(n.kind) && n.kind != ops::kDropout && n.kind != ops::kContiguous) return e;
-  if (ops::is_binary(n.kind)) return e;
-  if (n.kind == ops::kFakeQuant) return 4 * e;  // scale, round, clamp, rescale
-  if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) return 3 * e;
-  if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool) return e * numel(n.ints("kernel_size"));
-  if (n.kind == ops::kAdaptiveAvgPool || n.kind == ops::kMean) return numel(g.value(n.inputs[0]).shape);
-  return 0;
+  if (ops::output_elements(g, n) == 0) return 0;
+  return 2 * macs + ops::op_def(n.kind).flops(g, n);
 }
 
 }  // namespace

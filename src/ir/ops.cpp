@@ -1,5 +1,7 @@
 #include "tailor/ir/ops.hpp"
 
+#include "tailor/ir/op_table.hpp"
+
 #include <set>
 
 namespace tailor::ops {
@@ -22,16 +24,6 @@ bool is_known(const std::string& kind) {
   return kinds.count(kind) != 0;
 }
 
-Arity arity(const std::string& kind) {
-  if (kind == kConstant || kind == kParam) return {0, 1};
-  if (kind == kConv || kind == kLinear || kind == kLayerNorm || kind == kGroupNorm || kind == kFakeQuant) return {3, 1};
-  if (kind == kBatchNorm) return {5, 1};
-  if (kind == kMatmul || kind == kReshape || is_binary(kind)) return {2, 1};
-  if (kind == kList || kind == kTuple) return {-1, 1, 0};
-  if (kind == kCat) return {-1, 1, 1};
-  if (kind == kListUnpack || kind == kTupleUnpack || kind == kChunk) return {1, -1};
-  if (kind == kOpaque) return {-1, -1, 0};
-  return {1, 1};  // unary: activations, softmax, shape ops, pooling, mean, dropout, channel_shuffle
-}
+Arity arity(const std::string& kind) { return op_def(kind).arity; }
 
 }  // namespace tailor::ops

@@ -20,6 +20,17 @@ using nlohmann::json;
 
 namespace {
 
+// What a profile compiles with: the profile's threads, folding, dtype and ISA cap at one input shape.
+CompileOptions compile_options(const ProfileOptions& options, const std::vector<int64_t>& shape) {
+  CompileOptions co;
+  co.input_shapes = {shape};
+  co.threads = options.threads;
+  co.fold = options.fold;
+  co.dtype = options.dtype;
+  co.isa = options.isa;
+  return co;
+}
+
 // The clock the core really runs at under load (turbo included; /proc/cpuinfo in a VM shows the nominal one):
 // a chain of dependent integer adds retires one per cycle on every x86 core of the last two decades.
 double measured_clock_mhz() {
@@ -213,14 +224,7 @@ LatencyProfile profile(const GraphModuleImpl& module, const std::string& backend
     TAILOR_CHECK(batch > 0, "profile: batch sizes must be positive, got ", batch);
     std::vector<int64_t> shape = input_shape;
     shape[0] = batch;
-    CompileOptions co;
-    co.input_shapes = {shape};
-    co.threads = options.threads;
-    co.fold = options.fold;
-    co.dtype = options.dtype;
-  co.isa = options.isa;
-    co.isa = options.isa;
-    auto exe = b->compile(module, co);
+    auto exe = b->compile(module, compile_options(options, shape));
     p.isa = effective_isa();
     auto inputs = random_inputs(shape, options.seed);
     bool stable = false;
@@ -281,14 +285,8 @@ std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleIm
     ~RestoreThreads() { set_threads(n); }
   } restore{get_threads()};
   set_threads(options.threads);
-  CompileOptions co;
-  co.input_shapes = {input_shape};
-  co.threads = options.threads;
-  co.fold = options.fold;
-  co.dtype = options.dtype;
-  co.isa = options.isa;
   std::vector<std::unique_ptr<Executable>> exes;
-  for (const auto* m : modules) exes.push_back(b->compile(*m, co));
+  for (const auto* m : modules) exes.push_back(b->compile(*m, compile_options(options, input_shape)));
   const auto inputs = random_inputs(input_shape, options.seed);
   ProfileOptions slot = options;
   slot.max_seconds = options.max_seconds / rounds;

@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include "internal.hpp"
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 
 namespace tailor {
@@ -149,183 +150,173 @@ class Analyzer {
     return p ? p->s("name") : std::string();
   }
 
+  // How the channels of a node's inputs reach its outputs: the op table names each kind's rule.
   void visit(int id) {
     const Node& n = g_.node(id);
-    const std::string& k = n.kind;
-    auto in_info = [&](size_t i) -> ChannelInfo& { return a_.info[n.inputs[i]]; };
-    auto pass_through = [&](size_t i = 0) {
-      if (!n.outputs.empty()) a_.info[n.outputs[0]] = in_info(i);
-    };
-    if (k == ops::kParam || k == ops::kConstant) return;
-    if (k == ops::kConv) {
-      const Node* wp = param(n.inputs[1]);
-      const ChannelInfo& x = in_info(0);
-      if (!wp) {
-        barrier(n, "convolution with a computed weight");
-        return;
-      }
-      const torch::Tensor w = m_.tensor(wp->s("name"));
-      const int64_t groups = n.i("groups"), oc = w.size(0), ic = w.size(1) * groups;
-      const std::string bias = param_name(n.inputs[2]);
-      if (groups == 1) {
-        if (x.cdim == 1) consume(id, n.inputs[0], wp->s("name"), 1);
-        produce(id, n.outputs[0], 1, oc, wp->s("name"), bias);
-      } else if (groups == ic && oc % ic == 0) {
-        // Depthwise (with channel multiplier k): output channel o belongs to input channel o / k.
-        const int64_t mult = oc / ic;
-        a_.depthwise_multiplier[id] = mult;
-        ChannelInfo out;
-        out.cdim = 1;
-        std::vector<int> src = x.cdim == 1 ? x.elems : std::vector<int>{};
-        if (src.empty()) {
-          for (int64_t c = 0; c < ic; ++c) src.push_back(fresh());
-          pin_elems(src, "depthwise convolution over channels that cannot be pruned (" + n.name + ")");
-        }
-        for (int64_t o = 0; o < oc; ++o) {
-          out.elems.push_back(src[o / mult]);
-          a_.slices.push_back({wp->s("name"), 0, o, src[o / mult], id, false});
-          if (!bias.empty()) a_.slices.push_back({bias, 0, o, src[o / mult], id, false});
-        }
-        a_.info[n.outputs[0]] = out;
-      } else {
-        barrier(n, "grouped convolution");
-        produce(id, n.outputs[0], 1, oc, wp->s("name"), bias);
-        pin(n.outputs[0], "grouped convolution (" + n.name + ")");
-      }
+    using R = ops::ChannelRule;
+    switch (ops::op_def(n.kind).channels) {
+      case R::NoChannels: return;
+      case R::Conv: return visit_conv(id, n);
+      case R::Linear: return visit_linear(id, n);
+      case R::BatchNorm: return visit_batch_norm(id, n);
+      case R::LayerNorm: return visit_layer_norm(id, n);
+      case R::PassThrough: return pass_through(n);
+      case R::PinAndPassThrough:
+        barrier(n, n.kind);
+        return pass_through(n);
+      case R::Softmax: return visit_softmax(id, n);
+      case R::Binary: return binary(id, n);
+      case R::Concat: return cat(id, n);
+      case R::Mean: return visit_mean(id, n);
+      case R::Flatten: return visit_flatten(id, n);
+      case R::Permute: return visit_permute(id, n);
+      case R::Transpose: return visit_transpose(id, n);
+      case R::Barrier: return barrier(n, n.kind == ops::kOpaque ? "operator " + n.s("schema") : n.kind);
+    }
+  }
+  ChannelInfo& in_info(const Node& n, size_t i) { return a_.info[n.inputs[i]]; }
+  void pass_through(const Node& n, size_t i = 0) {
+    if (!n.outputs.empty()) a_.info[n.outputs[0]] = in_info(n, i);
+  }
+  void visit_conv(int id, const Node& n) {
+    const Node* wp = param(n.inputs[1]);
+    const ChannelInfo& x = in_info(n, 0);
+    if (!wp) {
+      barrier(n, "convolution with a computed weight");
       return;
     }
-    if (k == ops::kLinear) {
-      const Node* wp = param(n.inputs[1]);
-      if (!wp) {
-        barrier(n, "linear layer with a computed weight");
-        return;
+    const torch::Tensor w = m_.tensor(wp->s("name"));
+    const int64_t groups = n.i("groups"), oc = w.size(0), ic = w.size(1) * groups;
+    const std::string bias = param_name(n.inputs[2]);
+    if (groups == 1) {
+      if (x.cdim == 1) consume(id, n.inputs[0], wp->s("name"), 1);
+      produce(id, n.outputs[0], 1, oc, wp->s("name"), bias);
+    } else if (groups == ic && oc % ic == 0) {
+      // Depthwise (with channel multiplier k): output channel o belongs to input channel o / k.
+      const int64_t mult = oc / ic;
+      a_.depthwise_multiplier[id] = mult;
+      ChannelInfo out;
+      out.cdim = 1;
+      std::vector<int> src = x.cdim == 1 ? x.elems : std::vector<int>{};
+      if (src.empty()) {
+        for (int64_t c = 0; c < ic; ++c) src.push_back(fresh());
+        pin_elems(src, "depthwise convolution over channels that cannot be pruned (" + n.name + ")");
       }
-      const ChannelInfo& x = in_info(0);
-      const int64_t rank = static_cast<int64_t>(shape(n.inputs[0]).size());
-      if (x.cdim >= 0) {
-        if (x.cdim == rank - 1) consume(id, n.inputs[0], wp->s("name"), 1);
-        else pin(n.inputs[0], "linear layer over a non-channel dimension (" + n.name + ")");
+      for (int64_t o = 0; o < oc; ++o) {
+        out.elems.push_back(src[o / mult]);
+        a_.slices.push_back({wp->s("name"), 0, o, src[o / mult], id, false});
+        if (!bias.empty()) a_.slices.push_back({bias, 0, o, src[o / mult], id, false});
       }
-      const torch::Tensor w = m_.tensor(wp->s("name"));
-      produce(id, n.outputs[0], static_cast<int>(rank - 1), w.size(0), wp->s("name"), param_name(n.inputs[2]));
+      a_.info[n.outputs[0]] = out;
+    } else {
+      barrier(n, "grouped convolution");
+      produce(id, n.outputs[0], 1, oc, wp->s("name"), bias);
+      pin(n.outputs[0], "grouped convolution (" + n.name + ")");
+    }
+  }
+  void visit_linear(int id, const Node& n) {
+    const Node* wp = param(n.inputs[1]);
+    if (!wp) {
+      barrier(n, "linear layer with a computed weight");
       return;
     }
-    if (k == ops::kBatchNorm) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim == 1) {
-        for (size_t i = 1; i <= 4; ++i) {
+    const ChannelInfo& x = in_info(n, 0);
+    const int64_t rank = static_cast<int64_t>(shape(n.inputs[0]).size());
+    if (x.cdim >= 0) {
+      if (x.cdim == rank - 1) consume(id, n.inputs[0], wp->s("name"), 1);
+      else pin(n.inputs[0], "linear layer over a non-channel dimension (" + n.name + ")");
+    }
+    const torch::Tensor w = m_.tensor(wp->s("name"));
+    produce(id, n.outputs[0], static_cast<int>(rank - 1), w.size(0), wp->s("name"), param_name(n.inputs[2]));
+  }
+  void visit_batch_norm(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim == 1) {
+      for (size_t i = 1; i <= 4; ++i) {
+        const std::string t = param_name(n.inputs[i]);
+        if (!t.empty()) consume(id, n.inputs[0], t, 0);
+      }
+    } else if (x.cdim >= 0) {
+      pin(n.inputs[0], "batch norm over a non-channel dimension (" + n.name + ")");
+    }
+    pass_through(n);
+  }
+  void visit_layer_norm(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    const int64_t rank = static_cast<int64_t>(shape(n.inputs[0]).size());
+    const int64_t nd = static_cast<int64_t>(n.ints("normalized_shape").size());
+    if (x.cdim >= 0 && x.cdim >= rank - nd) {
+      if (nd == 1) {
+        for (size_t i = 1; i <= 2; ++i) {
           const std::string t = param_name(n.inputs[i]);
           if (!t.empty()) consume(id, n.inputs[0], t, 0);
         }
-      } else if (x.cdim >= 0) {
-        pin(n.inputs[0], "batch norm over a non-channel dimension (" + n.name + ")");
-      }
-      pass_through();
-      return;
-    }
-    if (k == ops::kLayerNorm) {
-      const ChannelInfo& x = in_info(0);
-      const int64_t rank = static_cast<int64_t>(shape(n.inputs[0]).size());
-      const int64_t nd = static_cast<int64_t>(n.ints("normalized_shape").size());
-      if (x.cdim >= 0 && x.cdim >= rank - nd) {
-        if (nd == 1) {
-          for (size_t i = 1; i <= 2; ++i) {
-            const std::string t = param_name(n.inputs[i]);
-            if (!t.empty()) consume(id, n.inputs[0], t, 0);
-          }
-          a_.norm_shape_nodes[id] = "normalized_shape";
-        } else {
-          pin(n.inputs[0], "layer norm over several dimensions (" + n.name + ")");
-        }
-      }
-      pass_through();
-      return;
-    }
-    if (k == ops::kGroupNorm) {
-      barrier(n, "group norm");
-      pass_through();
-      return;
-    }
-    if (ops::is_elementwise_unary(k) || k == ops::kDropout || k == ops::kContiguous || k == ops::kMaxPool ||
-        k == ops::kAvgPool || k == ops::kAdaptiveAvgPool) {
-      pass_through();
-      return;
-    }
-    if (k == ops::kSoftmax || k == ops::kLogSoftmax) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim >= 0 && norm_dim(n.i("dim"), shape(n.inputs[0]).size()) == x.cdim)
-        pin(n.inputs[0], "softmax over channels (" + n.name + ")");
-      pass_through();
-      return;
-    }
-    if (ops::is_binary(k)) {
-      binary(id, n);
-      return;
-    }
-    if (k == ops::kCat) {
-      cat(id, n);
-      return;
-    }
-    if (k == ops::kMean) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim < 0) return;
-      const size_t rank = shape(n.inputs[0]).size();
-      int cdim = x.cdim;
-      for (int64_t d : n.ints("dims")) {
-        const int64_t nd = norm_dim(d, rank);
-        if (nd == x.cdim) {
-          pin(n.inputs[0], "mean over channels (" + n.name + ")");
-          return;
-        }
-        if (nd < x.cdim && !n.b("keepdim")) --cdim;
-      }
-      a_.info[n.outputs[0]] = {cdim, x.elems};
-      return;
-    }
-    if (k == ops::kFlatten) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim < 0) return;
-      const auto& xs = shape(n.inputs[0]);
-      const int64_t rank = static_cast<int64_t>(xs.size());
-      const int64_t s = norm_dim(n.i("start_dim"), rank), e = norm_dim(n.i("end_dim"), rank);
-      ChannelInfo out;
-      if (x.cdim < s) {
-        out = x;
-      } else if (x.cdim > e) {
-        out = {static_cast<int>(x.cdim - (e - s)), x.elems};
+        a_.norm_shape_nodes[id] = "normalized_shape";
       } else {
-        int64_t outer = 1, inner = 1;
-        for (int64_t d = s; d < x.cdim; ++d) outer *= xs[d];
-        for (int64_t d = x.cdim + 1; d <= e; ++d) inner *= xs[d];
-        out.cdim = static_cast<int>(s);
-        for (int64_t o = 0; o < outer; ++o)
-          for (int el : x.elems)
-            for (int64_t i = 0; i < inner; ++i) out.elems.push_back(el);
+        pin(n.inputs[0], "layer norm over several dimensions (" + n.name + ")");
       }
-      a_.info[n.outputs[0]] = out;
-      return;
     }
-    if (k == ops::kPermute) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim < 0) return;
-      const auto& dims = n.ints("dims");
-      for (size_t j = 0; j < dims.size(); ++j)
-        if (norm_dim(dims[j], dims.size()) == x.cdim) a_.info[n.outputs[0]] = {static_cast<int>(j), x.elems};
-      return;
+    pass_through(n);
+  }
+  void visit_softmax(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim >= 0 && norm_dim(n.i("dim"), shape(n.inputs[0]).size()) == x.cdim)
+      pin(n.inputs[0], "softmax over channels (" + n.name + ")");
+    pass_through(n);
+  }
+  void visit_mean(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim < 0) return;
+    const size_t rank = shape(n.inputs[0]).size();
+    int cdim = x.cdim;
+    for (int64_t d : n.ints("dims")) {
+      const int64_t nd = norm_dim(d, rank);
+      if (nd == x.cdim) {
+        pin(n.inputs[0], "mean over channels (" + n.name + ")");
+        return;
+      }
+      if (nd < x.cdim && !n.b("keepdim")) --cdim;
     }
-    if (k == ops::kTranspose) {
-      const ChannelInfo& x = in_info(0);
-      if (x.cdim < 0) return;
-      const size_t rank = shape(n.inputs[0]).size();
-      const int64_t d0 = norm_dim(n.i("dim0"), rank), d1 = norm_dim(n.i("dim1"), rank);
-      int cdim = x.cdim;
-      if (cdim == d0) cdim = static_cast<int>(d1);
-      else if (cdim == d1) cdim = static_cast<int>(d0);
-      a_.info[n.outputs[0]] = {cdim, x.elems};
-      return;
+    a_.info[n.outputs[0]] = {cdim, x.elems};
+  }
+  void visit_flatten(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim < 0) return;
+    const auto& xs = shape(n.inputs[0]);
+    const int64_t rank = static_cast<int64_t>(xs.size());
+    const int64_t s = norm_dim(n.i("start_dim"), rank), e = norm_dim(n.i("end_dim"), rank);
+    ChannelInfo out;
+    if (x.cdim < s) {
+      out = x;
+    } else if (x.cdim > e) {
+      out = {static_cast<int>(x.cdim - (e - s)), x.elems};
+    } else {
+      int64_t outer = 1, inner = 1;
+      for (int64_t d = s; d < x.cdim; ++d) outer *= xs[d];
+      for (int64_t d = x.cdim + 1; d <= e; ++d) inner *= xs[d];
+      out.cdim = static_cast<int>(s);
+      for (int64_t o = 0; o < outer; ++o)
+        for (int el : x.elems)
+          for (int64_t i = 0; i < inner; ++i) out.elems.push_back(el);
     }
-    // Everything else (opaque ops, reshape, chunk, channel shuffle, matmul, lists): channels it reads are pinned.
-    barrier(n, k == ops::kOpaque ? "operator " + n.s("schema") : k);
+    a_.info[n.outputs[0]] = out;
+  }
+  void visit_permute(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim < 0) return;
+    const auto& dims = n.ints("dims");
+    for (size_t j = 0; j < dims.size(); ++j)
+      if (norm_dim(dims[j], dims.size()) == x.cdim) a_.info[n.outputs[0]] = {static_cast<int>(j), x.elems};
+  }
+  void visit_transpose(int id, const Node& n) {
+    const ChannelInfo& x = in_info(n, 0);
+    if (x.cdim < 0) return;
+    const size_t rank = shape(n.inputs[0]).size();
+    const int64_t d0 = norm_dim(n.i("dim0"), rank), d1 = norm_dim(n.i("dim1"), rank);
+    int cdim = x.cdim;
+    if (cdim == d0) cdim = static_cast<int>(d1);
+    else if (cdim == d1) cdim = static_cast<int>(d0);
+    a_.info[n.outputs[0]] = {cdim, x.elems};
   }
 
   void binary(int id, const Node& n) {

@@ -59,16 +59,20 @@ auto OnednnExecutable::lower() -> void {
     }
     bool done = false;
     try {
-      if (n.kind == ops::kConv) done = lower_conv(n);
-      else if (n.kind == ops::kLinear) done = lower_linear(n);
-      else if (n.kind == ops::kMaxPool || n.kind == ops::kAvgPool || n.kind == ops::kAdaptiveAvgPool)
-        done = lower_pool(n);
-      else if (n.kind == ops::kMean) done = lower_mean(n);
-      else if (is_eltwise(n)) done = lower_eltwise(n);
-      else if (ops::is_binary(n.kind)) done = lower_binary(n);
-      else if (n.kind == ops::kCat) done = lower_cat(n);
-      else if (n.kind == ops::kSoftmax || n.kind == ops::kLogSoftmax) done = lower_softmax(n);
-      else if (n.kind == ops::kBatchNorm || n.kind == ops::kLayerNorm) done = lower_norm(n);
+      using L = ops::OnednnLowering;
+      switch (ops::op_def(n.kind).onednn) {
+        case L::Conv: done = lower_conv(n); break;
+        case L::Linear: done = lower_linear(n); break;
+        case L::Pool: done = lower_pool(n); break;
+        case L::Mean: done = lower_mean(n); break;
+        case L::Eltwise: done = is_eltwise(n) && lower_eltwise(n); break;
+        case L::Binary: done = lower_binary(n); break;
+        case L::Concat: done = lower_cat(n); break;
+        case L::Softmax: done = lower_softmax(n); break;
+        case L::Norm: done = lower_norm(n); break;
+        case L::CompileTime:
+        case L::Aten: break;
+      }
     } catch (const dnnl::error& e) {
       TAILOR_FAIL("backend onednn-cpu: lowering node '", n.name, "' (", n.kind, ") failed: ", e.what());
     }

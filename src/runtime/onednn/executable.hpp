@@ -41,6 +41,7 @@
 
 #include "../../ir/program.hpp"
 #include "../backends.hpp"
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/runtime/isa.hpp"
 
