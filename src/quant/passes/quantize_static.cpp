@@ -2,6 +2,8 @@
 #include "tailor/pass/pass.hpp"
 #include "tailor/quant/quant.hpp"
 
+#include "report_stats.hpp"
+
 namespace tailor::quant {
 namespace {
 
@@ -38,12 +40,7 @@ class StaticQuantPass : public Pass {
     o.skip = skip;
     o.progress = !context.quiet;
     const QuantReport r = quantize_static(module, context.calibration, o);
-    context.stat("scheme", r.scheme);
-    context.stat("layers_quantized", static_cast<int64_t>(r.layers.size()));
-    context.stat("calibration_batches", r.calibration_batches);
-    if (r.equalized_pairs) context.stat("equalized_pairs", r.equalized_pairs);
-    if (r.bias_corrected) context.stat("bias_corrected", r.bias_corrected);
-    context.stat("report", r.str());
+    detail::add_report_stats(context, r);
     return true;
   }
 };

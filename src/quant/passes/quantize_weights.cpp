@@ -2,6 +2,8 @@
 #include "tailor/pass/pass.hpp"
 #include "tailor/quant/quant.hpp"
 
+#include "report_stats.hpp"
+
 namespace tailor::quant {
 namespace {
 
@@ -32,9 +34,7 @@ class WeightQuantPass : public Pass {
     o.skip = skip;
     o.progress = !context.quiet;
     const QuantReport r = quantize_weights(module, context.calibration, o);
-    context.stat("scheme", r.scheme);
-    context.stat("layers_quantized", static_cast<int64_t>(r.layers.size()));
-    context.stat("report", r.str());
+    detail::add_report_stats(context, r);
     return true;
   }
 };
