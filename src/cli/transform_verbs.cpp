@@ -71,6 +71,30 @@ nlohmann::json record_json(const PassRecord& r) {
           {"stats", stats}};
 }
 
+// A training pass's statistics at the top of the report, as `tailor train --json` has always printed them
+// (top1, epochs, steps, ranks, and a history row per epoch).
+void add_training_summary(const PassRecord& r, nlohmann::json& report) {
+  const AttrValue* loss = r.stat("loss");
+  if (!loss) return;
+  for (const auto& [k, v] : r.stats)
+    if (k != "report" && k.find("_by_epoch") == std::string::npos && k != "loss" && !report.contains(k))
+      report[k] = attr_json(v);
+  auto series = [&](const char* key) {
+    const AttrValue* v = r.stat(key);
+    return v ? std::get<std::vector<double>>(*v) : std::vector<double>{};
+  };
+  const auto losses = std::get<std::vector<double>>(*loss);
+  const auto top1 = series("top1_by_epoch"), lr = series("lr_by_epoch"), seconds = series("seconds_by_epoch"),
+             speed = series("images_per_second_by_epoch");
+  nlohmann::json history = nlohmann::json::array();
+  for (size_t e = 0; e < losses.size(); ++e) {
+    auto at = [&](const std::vector<double>& x) { return e < x.size() ? nlohmann::json(x[e]) : nlohmann::json(nullptr); };
+    history.push_back({{"epoch", e + 1}, {"loss", losses[e]}, {"top1", at(top1)}, {"lr", at(lr)}, {"seconds", at(seconds)},
+                       {"images_per_second_per_rank", at(speed)}});
+  }
+  report["history"] = history;
+}
+
 void print_record(const PassRecord& r) {
   std::cout << fmt::format("{}  {:.2f} s  params {} -> {}  MACs {} -> {}  weights {}B -> {}B\n", r.pass, r.seconds,
                            human_count(static_cast<double>(r.params_before)), human_count(static_cast<double>(r.params_after)),
@@ -132,6 +156,7 @@ int run_transform(TransformRun run) {
   nlohmann::json passes = nlohmann::json::array();
   for (size_t i = earlier; i < gm->provenance().size(); ++i) passes.push_back(record_json(gm->provenance()[i]));
   report["passes"] = passes;
+  if (gm->provenance().size() > earlier) add_training_summary(gm->provenance().back(), report);
   report["params"] = {before.params, after.params};
   report["macs"] = {before.macs, after.macs};
   report["weight_bytes"] = {before.weight_bytes, after.weight_bytes};

@@ -66,12 +66,18 @@ class TrainingPass : public Pass {
     context.stat("resumed_after_epoch", static_cast<int64_t>(r.resumed_after_epoch));
     context.stat("stopped_early", r.stopped_early);
     context.stat("ranks", static_cast<int64_t>(o.distributed ? o.distributed->world_size() : 1));
-    std::vector<double> loss, top1;
+    std::vector<double> loss, top1, lrs, seconds, speed;
     for (const auto& e : r.history) {
       loss.push_back(e.train_loss);
       top1.push_back(e.eval_accuracy);
+      lrs.push_back(e.lr);
+      seconds.push_back(e.seconds);
+      speed.push_back(e.images_per_second);
     }
     context.stat("loss", loss);
+    context.stat("lr_by_epoch", lrs);
+    context.stat("seconds_by_epoch", seconds);
+    context.stat("images_per_second_by_epoch", speed);
     if (*eval_limit != 0 && !r.history.empty()) {
       context.stat("top1_by_epoch", top1);
       context.stat("best_epoch", static_cast<int64_t>(r.best_epoch));
