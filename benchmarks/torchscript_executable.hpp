@@ -21,6 +21,7 @@ class TorchScriptExecutable final : public Executable {
   int64_t peak_activation_bytes() const override { return 0; }
   int64_t weight_bytes() const override { return 0; }
   std::string summary() const override { return "torch::jit::freeze'd module"; }
+  std::vector<Kernel> kernels() const override { return {}; }  // one opaque call: nothing to list
 
  private:
   torch::jit::Module m_;

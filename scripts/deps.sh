@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   cmake ninja-build g++ ccache pkg-config
-  libtorch-dev libgloo-dev libdnnl-dev libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev catch2 zlib1g-dev
+  libtorch-dev libgloo-dev libdnnl-dev libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev catch2 zlib1g-dev libxgboost-dev
   libopenblas0-openmp            # a real BLAS for LibTorch (the default reference BLAS is ~50x slower)
   python3-torch python3-torchvision  # test fixtures and peer comparisons only
   dataset-fashion-mnist

@@ -1,10 +1,12 @@
 // Recipes: the Pareto front and goals on hand-made cards, the sweep expansion and parse errors with positions.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include <catch2/catch.hpp>
 
 #include "tailor/core/error.hpp"
+#include "tailor/latency/latency.hpp"
 #include "tailor/recipe/recipe.hpp"
 
 using namespace tailor;
@@ -145,4 +147,70 @@ profile: {max_seconds: 0.05, threads: 1, rounds: 1, backends: [libtorch-cpu]}
     kept_aside = kept_aside || e.path().filename().string().rfind(".tailor-steps.json.corrupt-", 0) == 0;
   CHECK(kept_aside);
   CHECK(rc::run_recipe(r, o).reused == 2);  // the rebuilt state is good again
+}
+
+TEST_CASE("a recipe with latency tables predicts every variant's p50 beside the measurement and checks its goal",
+          "[recipe]") {
+  // Small float32 and int8 tables of fashion-cnn variants on onednn-cpu, 1 thread.
+  const auto dir = std::filesystem::path(TAILOR_TEST_TMP) / "recipes";
+  std::filesystem::create_directories(dir);
+  for (const std::string dtype : {"float32", "int8"}) {
+    latency::BuildOptions o;
+    o.target = latency::Target::here("onednn-cpu", 1, dtype);
+    o.workload.models = {"fashion-cnn"};
+    o.workload.model_input = {1, 1, 28, 28};
+    o.models = 4;
+    o.round_size = 4;
+    o.measure.rounds = 1;
+    latency::Model m(o.target);
+    latency::build(m, o);
+    m.save((dir / ("fashion-" + dtype + ".json")).string());
+  }
+  const auto path = write_recipe("predicted.yaml", R"(model: {zoo: fashion-cnn}
+data: {name: none, calibration_batches: 1}
+variants:
+  - {name: int8, pipeline: [{quantize-static: {observer: minmax}}]}
+  - {name: c50, pipeline: [{prune-channels: {ratio: 0.5}}]}
+profile:
+  max_seconds: 0.1
+  threads: 1
+  rounds: 1
+  backends: [onednn-cpu]
+  latency_tables: {onednn-cpu: [fashion-float32.json, fashion-int8.json]}
+goals: {predicted_latency_ms: {onednn-cpu: 0.000001}}
+)");
+  const rc::Recipe r = rc::parse_recipe(path);
+  REQUIRE(r.latency_tables.at("onednn-cpu").size() == 2);
+  const auto out = dir / "predicted-out";
+  std::filesystem::remove_all(out);
+  rc::RunOptions o;
+  o.output = out.string();
+  o.quiet = true;
+  const rc::RunResult result = rc::run_recipe(r, o);
+  for (const char* name : {"baseline", "int8", "c50"}) {
+    const VariantCard* c = result.manifest.find(name);
+    REQUIRE(c);
+    REQUIRE(c->predicted_ms.count("onednn-cpu") == 1);
+    CHECK(c->predicted_ms.at("onednn-cpu") > 0);
+    CHECK(std::find_if(c->flags.begin(), c->flags.end(), [](const std::string& f) {
+            return f.find("predicted over the") != std::string::npos;
+          }) != c->flags.end());
+  }
+  CHECK(result.kept.empty());
+  CHECK_THAT(result.summary, Catch::Contains("predicted onednn-cpu"));
+  const Manifest reread = Manifest::load((out / "manifest.json").string());
+  CHECK(reread.find("c50")->predicted_ms.at("onednn-cpu") == Approx(result.manifest.find("c50")->predicted_ms.at("onednn-cpu")));
+
+  // A table of another backend, and a predicted goal without a table, fail at parse time with the position.
+  const auto wrong = write_recipe("wrong-table.yaml", R"(model: {zoo: fashion-cnn}
+variants: [{name: a, pipeline: [dce]}]
+profile: {backends: [libtorch-cpu], latency_tables: {libtorch-cpu: fashion-float32.json}}
+)");
+  CHECK_THROWS_WITH(rc::parse_recipe(wrong), Catch::Contains("wrong-table.yaml:3:") && Catch::Contains("was built for onednn-cpu"));
+  const auto missing = write_recipe("no-table.yaml", R"(model: {zoo: fashion-cnn}
+variants: [{name: a, pipeline: [dce]}]
+profile: {backends: [onednn-cpu]}
+goals: {predicted_latency_ms: {onednn-cpu: 1}}
+)");
+  CHECK_THROWS_WITH(rc::parse_recipe(missing), Catch::Contains("needs profile.latency_tables.onednn-cpu"));
 }

@@ -15,6 +15,7 @@
 #include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/ir/provenance.hpp"
+#include "tailor/models/space.hpp"
 #include "tailor/models/zoo.hpp"
 #include "tailor/pass/pass.hpp"
 #include "tailor/transforms/transforms.hpp"
@@ -28,3 +29,5 @@
 #include "tailor/train/train.hpp"
 #include "tailor/train/distributed.hpp"
 #include "tailor/recipe/recipe.hpp"
+#include "tailor/latency/latency.hpp"
+#include "tailor/runtime/kernel.hpp"

@@ -39,6 +39,7 @@ std::string pass_help(const std::string& pass, const std::string& key) {
 
 std::vector<int64_t> default_shape(const std::string& model) {
   if (models::is_model_name(model) && !fs::exists(model)) return models::make_model(model).input_shape;
+  if (model.find('@') != std::string::npos && !fs::exists(model)) return models::ArchConfig::parse(model).input_shape();
   TAILOR_FAIL("--input is required for model files (e.g. --input 1x3x224x224)");
 }
 

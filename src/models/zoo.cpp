@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include "tailor/capture/capture.hpp"
+#include "tailor/models/space.hpp"
 
 namespace tailor::models {
 namespace nn = torch::nn;
@@ -30,11 +31,10 @@ Seq conv_bn(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t groups, 
 }
 
 struct BasicBlockImpl : nn::Module {
-  static constexpr int64_t expansion = 1;
-  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride) {
-    conv1 = register_module("conv1", conv(in, planes, 3, stride));
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, int64_t k = 3) {
+    conv1 = register_module("conv1", conv(in, planes, k, stride));
     bn1 = register_module("bn1", nn::BatchNorm2d(planes));
-    conv2 = register_module("conv2", conv(planes, planes, 3));
+    conv2 = register_module("conv2", conv(planes, planes, k));
     bn2 = register_module("bn2", nn::BatchNorm2d(planes));
     if (stride != 1 || in != planes)
       downsample = register_module("downsample", Seq(conv(in, planes, 1, stride), nn::BatchNorm2d(planes)));
@@ -51,16 +51,16 @@ struct BasicBlockImpl : nn::Module {
 TORCH_MODULE(BasicBlock);
 
 struct BottleneckImpl : nn::Module {
-  static constexpr int64_t expansion = 4;
-  BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
+  BottleneckImpl(int64_t in, int64_t planes, int64_t stride, int64_t k, int64_t expansion) {
+    const int64_t out_channels = planes * expansion;
     conv1 = register_module("conv1", conv(in, planes, 1));
     bn1 = register_module("bn1", nn::BatchNorm2d(planes));
-    conv2 = register_module("conv2", conv(planes, planes, 3, stride));
+    conv2 = register_module("conv2", conv(planes, planes, k, stride));
     bn2 = register_module("bn2", nn::BatchNorm2d(planes));
-    conv3 = register_module("conv3", conv(planes, planes * 4, 1));
-    bn3 = register_module("bn3", nn::BatchNorm2d(planes * 4));
-    if (stride != 1 || in != planes * 4)
-      downsample = register_module("downsample", Seq(conv(in, planes * 4, 1, stride), nn::BatchNorm2d(planes * 4)));
+    conv3 = register_module("conv3", conv(planes, out_channels, 1));
+    bn3 = register_module("bn3", nn::BatchNorm2d(out_channels));
+    if (stride != 1 || in != out_channels)
+      downsample = register_module("downsample", Seq(conv(in, out_channels, 1, stride), nn::BatchNorm2d(out_channels)));
   }
   torch::Tensor forward(torch::Tensor x) {
     auto out = torch::relu(bn1(conv1(x)));
@@ -74,18 +74,23 @@ struct BottleneckImpl : nn::Module {
 };
 TORCH_MODULE(Bottleneck);
 
-template <typename Block>
+// The ResNet family: a 7x7 stride-2 stem and max pooling, then stages of basic blocks (expand 1) or bottlenecks
+// (expand > 1) named layer1, layer2, ... as torchvision names them.
 struct ResNetImpl : nn::Module {
-  ResNetImpl(std::vector<int64_t> layers, const ZooOptions& o) {
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(o.in_channels_, 64, 7).stride(2).padding(3).bias(false)));
-    bn1 = register_module("bn1", nn::BatchNorm2d(64));
-    int64_t in = 64;
-    const int64_t widths[] = {64, 128, 256, 512};
-    for (int i = 0; i < 4; ++i) {
+  ResNetImpl(const ArchConfig& a, const ZooOptions& o) {
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(o.in_channels_, a.stem, 7).stride(2).padding(3).bias(false)));
+    bn1 = register_module("bn1", nn::BatchNorm2d(a.stem));
+    int64_t in = a.stem;
+    for (size_t i = 0; i < a.stages.size(); ++i) {
+      const StageConfig& st = a.stages[i];
       Seq stage;
-      for (int64_t b = 0; b < layers[i]; ++b) {
-        stage->push_back(Block(in, widths[i], b == 0 && i > 0 ? 2 : 1));
-        in = widths[i] * Block::Impl::expansion;
+      for (int64_t b = 0; b < st.depth; ++b) {
+        const int64_t stride = b == 0 ? st.stride : 1;
+        if (st.expand == 1)
+          stage->push_back(BasicBlock(in, st.width, stride, st.kernel));
+        else
+          stage->push_back(Bottleneck(in, st.width, stride, st.kernel, st.expand));
+        in = st.width * st.expand;
       }
       stages.push_back(register_module("layer" + std::to_string(i + 1), stage));
     }
@@ -103,18 +108,13 @@ struct ResNetImpl : nn::Module {
   nn::Linear fc{nullptr};
 };
 
-int64_t make_divisible(double v, int64_t divisor = 8) {
-  int64_t out = std::max(divisor, static_cast<int64_t>(v + divisor / 2.0) / divisor * divisor);
-  if (out < 0.9 * v) out += divisor;
-  return out;
-}
-
 struct InvertedResidualImpl : nn::Module {
-  InvertedResidualImpl(int64_t in, int64_t out, int64_t stride, int64_t expand) : use_res(stride == 1 && in == out) {
+  InvertedResidualImpl(int64_t in, int64_t out, int64_t stride, int64_t expand, int64_t k)
+      : use_res(stride == 1 && in == out) {
     const int64_t hidden = in * expand;
     Seq layers;
     if (expand != 1) layers->push_back(conv_bn(in, hidden, 1, 1, 1, true));
-    layers->push_back(conv_bn(hidden, hidden, 3, stride, hidden, true));
+    layers->push_back(conv_bn(hidden, hidden, k, stride, hidden, true));
     layers->push_back(conv(hidden, out, 1));
     layers->push_back(nn::BatchNorm2d(out));
     conv_ = register_module("conv", layers);
@@ -125,24 +125,20 @@ struct InvertedResidualImpl : nn::Module {
 };
 TORCH_MODULE(InvertedResidual);
 
+// The MobileNetV2 family: a 3x3 stride-2 stem, stages of inverted residuals, a 1x1 head, pooling, a classifier.
 struct MobileNetV2Impl : nn::Module {
-  explicit MobileNetV2Impl(const ZooOptions& o) {
-    const int64_t settings[][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
-                                   {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
-    int64_t in = make_divisible(32 * o.width_);
-    const int64_t last = make_divisible(1280 * std::max(1.0, o.width_));
+  MobileNetV2Impl(const ArchConfig& a, const ZooOptions& o) {
+    int64_t in = a.stem;
     Seq f;
     f->push_back(conv_bn(o.in_channels_, in, 3, 2, 1, true));
-    for (const auto& s : settings) {
-      const int64_t out = make_divisible(s[1] * o.width_);
-      for (int64_t i = 0; i < s[2]; ++i) {
-        f->push_back(InvertedResidual(in, out, i == 0 ? s[3] : 1, s[0]));
-        in = out;
+    for (const StageConfig& st : a.stages)
+      for (int64_t i = 0; i < st.depth; ++i) {
+        f->push_back(InvertedResidual(in, st.width, i == 0 ? st.stride : 1, st.expand, st.kernel));
+        in = st.width;
       }
-    }
-    f->push_back(conv_bn(in, last, 1, 1, 1, true));
+    f->push_back(conv_bn(in, a.head, 1, 1, 1, true));
     features = register_module("features", f);
-    classifier = register_module("classifier", Seq(nn::Dropout(0.2), nn::Linear(last, o.num_classes_)));
+    classifier = register_module("classifier", Seq(nn::Dropout(0.2), nn::Linear(a.head, o.num_classes_)));
   }
   torch::Tensor forward(torch::Tensor x) {
     x = torch::adaptive_avg_pool2d(features->forward(x), {1, 1}).flatten(1);
@@ -228,13 +224,29 @@ ZooModel make_model(const std::string& name, ZooOptions o) {
     if (o.in_channels_ == 3) o.in_channels_ = 1;
     return wrap<FashionResNetImpl>({1, o.in_channels_, 28, 28}, o);
   }
-  const std::vector<int64_t> imagenet{1, o.in_channels_, 224, 224};
-  if (name == "resnet18") return wrap<ResNetImpl<BasicBlock>>(imagenet, std::vector<int64_t>{2, 2, 2, 2}, o);
-  if (name == "resnet50") return wrap<ResNetImpl<Bottleneck>>(imagenet, std::vector<int64_t>{3, 4, 6, 3}, o);
-  if (name == "mobilenet_v2") return wrap<MobileNetV2Impl>(imagenet, o);
+  if (name == "resnet18") return make_arch(resnet18_config(), o);
+  if (name == "resnet50") return make_arch(resnet50_config(), o);
+  if (name == "mobilenet_v2") return make_arch(mobilenet_v2_config(o.width_), o);
   std::string valid;
   for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
   TAILOR_FAIL("unknown zoo model '", name, "'; the zoo has: ", valid);
+}
+
+ZooModel make_arch(const ArchConfig& config, ZooOptions o) {
+  TAILOR_CHECK(!config.stages.empty(), "architecture '", config.str(), "' has no stages");
+  torch::manual_seed(o.seed_);
+  const std::vector<int64_t> shape = config.input_shape(o.in_channels_);
+  if (config.family == "resnet") return wrap<ResNetImpl>(shape, config, o);
+  if (config.family == "mobilenet") return wrap<MobileNetV2Impl>(shape, config, o);
+  TAILOR_FAIL("unknown architecture family '", config.family, "'; the families are resnet, mobilenet");
+}
+
+GraphModule capture_arch(const ArchConfig& config, ZooOptions options) {
+  ZooModel z = make_arch(config, options);
+  auto fn = z.forward;
+  return capture(
+      *z.module, [fn](const std::vector<c10::IValue>& in) -> c10::IValue { return fn(in[0].toTensor()); },
+      {torch::zeros(z.input_shape)});
 }
 
 GraphModule capture_model(const std::string& name, ZooOptions options) {
@@ -247,10 +259,13 @@ GraphModule capture_model(const std::string& name, ZooOptions options) {
 
 GraphModule load_model(const std::string& file_or_name, ZooOptions options) {
   if (is_model_name(file_or_name) && !std::filesystem::exists(file_or_name)) return capture_model(file_or_name, options);
+  if (file_or_name.find('@') != std::string::npos && !std::filesystem::exists(file_or_name))
+    return capture_arch(ArchConfig::parse(file_or_name), options);
   if (!std::filesystem::exists(file_or_name)) {
     std::string names;
     for (const auto& n : model_names()) names += (names.empty() ? "" : ", ") + n;
-    TAILOR_FAIL("model '", file_or_name, "' is neither a file nor a zoo model (", names, ")");
+    TAILOR_FAIL("model '", file_or_name, "' is neither a file nor a zoo model (", names,
+                ") nor an architecture (family@resolution:stem:stages, e.g. ", resnet18_config().str(), ")");
   }
   return load(file_or_name);
 }

@@ -138,12 +138,12 @@ double quantile_sorted(const std::vector<double>& s, double q) {
   return s[lo] + (pos - static_cast<double>(lo)) * (s[hi] - s[lo]);
 }
 
+}  // namespace
+
 std::vector<c10::IValue> random_inputs(const std::vector<int64_t>& shape, uint64_t seed) {
   auto gen = at::detail::createCPUGenerator(seed);
   return {torch::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat))};
 }
-
-}  // namespace
 
 std::string MachineInfo::to_json() const { return machine_json(*this).dump(2); }
 
@@ -286,15 +286,29 @@ std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleIm
   } restore{get_threads()};
   set_threads(options.threads);
   std::vector<std::unique_ptr<Executable>> exes;
-  for (const auto* m : modules) exes.push_back(b->compile(*m, compile_options(options, input_shape)));
-  const auto inputs = random_inputs(input_shape, options.seed);
+  std::vector<Executable*> raw;
+  for (const auto* m : modules) {
+    exes.push_back(b->compile(*m, compile_options(options, input_shape)));
+    raw.push_back(exes.back().get());
+  }
+  return time_interleaved(raw, std::vector<std::vector<c10::IValue>>(modules.size(), random_inputs(input_shape, options.seed)),
+                          options, rounds);
+}
+
+std::vector<LatencyStats> time_interleaved(const std::vector<Executable*>& exes,
+                                           const std::vector<std::vector<c10::IValue>>& inputs,
+                                           const ProfileOptions& options, int rounds) {
+  TAILOR_CHECK(rounds >= 1, "interleaved timing: rounds must be at least 1, got ", rounds);
+  TAILOR_CHECK(inputs.size() == exes.size(), "interleaved timing: ", exes.size(), " executables but ", inputs.size(),
+               " input sets");
+  if (exes.empty()) return {};
   ProfileOptions slot = options;
   slot.max_seconds = options.max_seconds / rounds;
-  std::vector<std::vector<LatencyStats>> per(modules.size());
+  std::vector<std::vector<LatencyStats>> per(exes.size());
   for (int r = 0; r < rounds; ++r)
-    for (size_t k = 0; k < modules.size(); ++k) {
-      const size_t i = (k + static_cast<size_t>(r)) % modules.size();  // no model always follows the same one
-      per[i].push_back(time_executable(*exes[i], inputs, slot));
+    for (size_t k = 0; k < exes.size(); ++k) {
+      const size_t i = (k + static_cast<size_t>(r)) % exes.size();  // no model always follows the same one
+      per[i].push_back(time_executable(*exes[i], inputs[i], slot));
     }
   std::vector<LatencyStats> out;
   for (auto& v : per) {

@@ -31,6 +31,7 @@
 #include "tailor/version.hpp"
 
 #include "internal.hpp"
+#include "tailor/latency/latency.hpp"
 
 namespace fs = std::filesystem;
 
@@ -261,7 +262,7 @@ Recipe parse_recipe(const std::string& path) {
   if (r.variants.empty()) P.fail(root, "the recipe has no variants: give a 'sweep' or 'variants'");
 
   if (const auto p = root["profile"]) {
-    P.keys(p, "profile", {"backends", "threads", "batch", "max_seconds", "rounds", "isa"});
+    P.keys(p, "profile", {"backends", "threads", "batch", "max_seconds", "rounds", "isa", "latency_tables"});
     if (const auto b = p["backends"]) {
       if (!b.IsSequence() || b.size() == 0) P.fail(b, "profile.backends must be a list, e.g. [onednn-cpu, libtorch-cpu]");
       r.backends.clear();
@@ -287,9 +288,37 @@ Recipe parse_recipe(const std::string& path) {
       r.rounds = static_cast<int>(P.integer(p["rounds"], "profile.rounds"));
       if (r.rounds < 1) P.fail(p["rounds"], "profile.rounds must be at least 1, got ", r.rounds);
     }
+    if (const auto t = p["latency_tables"]) {
+      if (!t.IsMap()) P.fail(t, "profile.latency_tables must map backends to a table file or a list of them");
+      for (const auto& kv : t) {
+        const auto b = kv.first.as<std::string>();
+        if (std::find(r.backends.begin(), r.backends.end(), b) == r.backends.end())
+          P.fail(kv.first, "latency table for '", b, "', which the recipe does not profile (", join(r.backends), ")");
+        std::vector<YAML::Node> files;
+        if (kv.second.IsSequence())
+          for (const auto& f : kv.second) files.push_back(f);
+        else
+          files.push_back(kv.second);
+        std::set<std::string> dtypes;
+        for (const auto& node : files) {
+          fs::path f = P.text(node, "profile.latency_tables." + b);
+          if (f.is_relative() && !fs::exists(f)) f = dir / f;
+          latency::Target target;
+          try {
+            target = latency::Model::load(f.string()).target();
+          } catch (const Error& e) {
+            P.fail(node, e.message());
+          }
+          if (target.backend != b) P.fail(node, "latency table '", f.string(), "' was built for ", target.backend, ", not ", b);
+          if (!dtypes.insert(target.dtype).second)
+            P.fail(node, "two latency tables for ", target.dtype, " variants on ", b);
+          r.latency_tables[b].push_back(f.string());
+        }
+      }
+    }
   }
   if (const auto g = root["goals"]) {
-    P.keys(g, "goals", {"max_accuracy_drop", "latency_ms"});
+    P.keys(g, "goals", {"max_accuracy_drop", "latency_ms", "predicted_latency_ms"});
     if (g["max_accuracy_drop"]) {
       r.max_accuracy_drop = P.number(g["max_accuracy_drop"], "goals.max_accuracy_drop");
       if (r.data == "none") P.fail(g["max_accuracy_drop"], "an accuracy goal needs data (data: fashion-mnist)");
@@ -301,6 +330,15 @@ Recipe parse_recipe(const std::string& path) {
         if (std::find(r.backends.begin(), r.backends.end(), b) == r.backends.end())
           P.fail(kv.first, "latency goal for '", b, "', which the recipe does not profile (", join(r.backends), ")");
         r.latency_ms[b] = P.number(kv.second, "goals.latency_ms." + b);
+      }
+    }
+    if (const auto l = g["predicted_latency_ms"]) {
+      if (!l.IsMap()) P.fail(l, "goals.predicted_latency_ms must map backends to milliseconds");
+      for (const auto& kv : l) {
+        const auto b = kv.first.as<std::string>();
+        if (!r.latency_tables.count(b))
+          P.fail(kv.first, "a predicted-latency goal for '", b, "' needs profile.latency_tables." + b);
+        r.predicted_latency_ms[b] = P.number(kv.second, "goals.predicted_latency_ms." + b);
       }
     }
   }

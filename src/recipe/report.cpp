@@ -52,6 +52,11 @@ std::vector<std::string> goal_misses(const Recipe& r, const VariantCard& c, cons
     if (!p) out.push_back("not profiled on " + b);
     else if (p->latency.p50_ms > budget) out.push_back("over the " + short_number(budget) + " ms budget on " + b);
   }
+  for (const auto& [b, budget] : r.predicted_latency_ms) {
+    const auto it = c.predicted_ms.find(b);
+    if (it == c.predicted_ms.end()) out.push_back("no predicted latency on " + b + " (no table for its dtype)");
+    else if (it->second > budget) out.push_back("predicted over the " + short_number(budget) + " ms budget on " + b);
+  }
   return out;
 }
 
@@ -125,6 +130,7 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
   }
   h << "<table><tr><th>variant</th><th>pipeline</th><th>params</th><th>MACs</th><th>weights</th><th>top-1 %</th>";
   for (const auto& b : r.backends) h << "<th>" << b << " p50 ms</th>";
+  for (const auto& [b, files] : r.latency_tables) h << "<th>" << b << " predicted ms</th>";
   h << "<th>flags</th></tr>\n";
   std::map<std::string, std::string> written;  // each variant's pipeline as the recipe wrote it
   for (const auto& v : r.variants) {
@@ -145,6 +151,10 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
     for (const auto& b : r.backends) {
       const auto* p = profile_of(c, b);
       h << "<td>" << (p ? short_number(p->latency.p50_ms) : "-") << "</td>";
+    }
+    for (const auto& [b, files] : r.latency_tables) {
+      const auto it = c.predicted_ms.find(b);
+      h << "<td>" << (it != c.predicted_ms.end() ? short_number(it->second) : "-") << "</td>";
     }
     h << "<td class=\"flag\">" << html_escape(join(c.flags, "; ")) << "</td></tr>\n";
   }

@@ -25,6 +25,8 @@
 #include "tailor/data/fashion_mnist.hpp"
 #include "tailor/export/export.hpp"
 #include "tailor/ir/analysis.hpp"
+#include "tailor/ir/ops.hpp"
+#include "tailor/latency/latency.hpp"
 #include "tailor/models/zoo.hpp"
 #include "tailor/pass/pass.hpp"
 #include "tailor/runtime/backend.hpp"
@@ -80,9 +82,11 @@ class RecipeRun {
     threads_ = r_.threads > 0 ? r_.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     shape_ = r_.input_shape;
     shape_[0] = r_.batch;
+    load_latency_tables();
     run_baseline();
     for (const auto& v : r_.variants) run_variant(v);
     retime_interleaved();
+    predict_latencies();
     flag_variants();
     choose_kept();
     manifest_.save(manifest_path_);
@@ -328,6 +332,37 @@ class RecipeRun {
     }
   }
 
+  // The recipe's latency tables, checked against this run's target before any work is done.
+  void load_latency_tables() {
+    for (const auto& [b, files] : r_.latency_tables)
+      for (const auto& f : files) {
+        latency::Model t = latency::Model::load(f);
+        const latency::Target here = latency::Target::here(b, threads_, t.target().dtype, r_.isa);
+        const std::string diff = t.target().differences(here);
+        TAILOR_CHECK(diff.empty(), r_.file, ": latency table '", f, "' was built for ", t.target().str(),
+                     ", not for this run's ", here.str(), " (", diff, ")");
+        TAILOR_CHECK(t.fitted(), r_.file, ": latency table '", f, "' holds no fitted model (its build was interrupted)");
+        tables_[b].push_back(std::move(t));
+      }
+  }
+
+  // Each variant's p50 predicted from the table of its dtype (int8 for quantized variants), beside the
+  // measurement: the report shows how far the latency model is off on this very run.
+  void predict_latencies() {
+    for (const auto& [b, tables] : tables_)
+      for (auto& c : manifest_.variants) {
+        c.predicted_ms.erase(b);
+        if (c.file.empty()) continue;
+        GraphModule m = load((fs::path(out_) / c.file).string());
+        bool quantized = false;
+        for (int id : m->graph().order()) quantized = quantized || m->graph().node(id).kind == ops::kFakeQuant;
+        const std::string dtype = quantized ? "int8" : "float32";
+        for (const auto& t : tables)
+          if (t.target().dtype == dtype)
+            c.predicted_ms[b] = t.predict(latency::detect_kernels(*m, shape_, t.target())).total_ms;
+      }
+  }
+
   // "Compressed, but no faster" against the parent, and the goals each variant misses.
   void flag_variants() {
     for (auto& c : manifest_.variants) {
@@ -378,6 +413,10 @@ class RecipeRun {
       std::snprintf(line, sizeof line, " %14s", (b + " ms").c_str());
       t << line;
     }
+    for (const auto& [b, tables] : tables_) {
+      std::snprintf(line, sizeof line, " %14s", ("predicted " + b).c_str());
+      t << line;
+    }
     t << "  notes\n";
     for (const auto& c : manifest_.variants) {
       auto count = [&](int64_t v, const char* unit) { return size_or_dash(c, v, unit); };
@@ -390,10 +429,15 @@ class RecipeRun {
         std::snprintf(line, sizeof line, " %14s", p ? short_number(p->latency.p50_ms).c_str() : "-");
         t << line;
       }
+      for (const auto& [b, tables] : tables_) {
+        const auto it = c.predicted_ms.find(b);
+        std::snprintf(line, sizeof line, " %14s", it != c.predicted_ms.end() ? short_number(it->second).c_str() : "-");
+        t << line;
+      }
       const bool k = std::find(result_.kept.begin(), result_.kept.end(), c.name) != result_.kept.end();
       t << "  " << (k ? "[kept] " : "") << join(c.flags, "; ") << "\n";
     }
-    if (r_.max_accuracy_drop || !r_.latency_ms.empty())
+    if (r_.max_accuracy_drop || !r_.latency_ms.empty() || !r_.predicted_latency_ms.empty())
       t << (result_.kept.empty() ? "No variant meets the goals; everything measured is in the report.\n"
                                  : "Meeting the goals, fastest first: " + join(result_.kept) + "\n");
     else
@@ -417,6 +461,7 @@ class RecipeRun {
   data::Dataset test_;
   std::vector<torch::Tensor> calibration_, calibration_labels_;
   int threads_ = 1;
+  std::map<std::string, std::vector<latency::Model>> tables_;  // by backend
   std::vector<int64_t> shape_;
   size_t done_ = 0;
   VariantCard base_card_;

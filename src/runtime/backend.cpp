@@ -10,6 +10,7 @@
 
 #include "../ir/program.hpp"
 #include "backends.hpp"
+#include "tailor/ir/op_table.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/runtime/isa.hpp"
 #include "tailor/transforms/transforms.hpp"
@@ -43,6 +44,62 @@ std::shared_ptr<GraphModuleImpl> prepare_for_inference(const GraphModuleImpl& mo
 }
 
 int64_t storage_bytes(const torch::Tensor& t) { return static_cast<int64_t>(t.storage().nbytes()); }
+
+namespace {
+// A value known at compile time: a parameter or constant, or a fake_quant of one (a quantized weight).
+bool is_weight_value(const Graph& g, int v) {
+  const int p = g.value(v).producer;
+  if (p < 0) return false;
+  const Node& n = g.node(p);
+  if (n.kind == ops::kParam) return true;
+  return n.kind == ops::kFakeQuant && !n.inputs.empty() && g.value(n.inputs[0]).producer >= 0 &&
+         g.node(g.value(n.inputs[0]).producer).kind == ops::kParam;
+}
+double elements(const std::vector<int64_t>& shape) {
+  double e = 1;
+  for (int64_t d : shape) e *= static_cast<double>(d);
+  return e;
+}
+}  // namespace
+
+Kernel graph_kernel(const Graph& g, const Node& n) {
+  Kernel k;
+  k.node = n.name;
+  k.kind = n.kind == ops::kOpaque ? n.s("schema") : n.kind;
+  k.op = "aten";
+  k.impl = "aten";
+  k.dtype = "f32";
+  k.layout = "plain";
+  double bytes = 0;
+  for (int v : n.inputs) {
+    const Value& value = g.value(v);
+    if (value.type != ValueType::Tensor) continue;
+    if (is_weight_value(g, v)) {
+      if (k.weight.empty() && value.shape.size() >= 2) k.weight = value.shape;
+    } else {
+      k.inputs.push_back(value.shape);
+    }
+    bytes += 4 * elements(value.shape);
+  }
+  if (!n.outputs.empty() && g.value(n.outputs[0]).type == ValueType::Tensor) {
+    k.output = g.value(n.outputs[0]).shape;
+    bytes += 4 * elements(k.output);
+  }
+  auto ints = [&](const char* key, std::vector<int64_t>& out) {
+    if (n.has(key) && std::holds_alternative<std::vector<int64_t>>(n.attr(key))) out = n.ints(key);
+  };
+  ints("stride", k.stride);
+  ints("padding", k.padding);
+  ints("dilation", k.dilation);
+  if (n.has("groups") && std::holds_alternative<int64_t>(n.attr("groups"))) k.groups = n.i("groups");
+  try {
+    k.macs = static_cast<double>(ops::op_def(n.kind).macs(g, n));
+  } catch (const std::exception&) {
+    k.macs = 0;  // a node whose shapes are unknown does no countable work
+  }
+  k.bytes = bytes;
+  return k;
+}
 
 }  // namespace detail
 
@@ -122,6 +179,20 @@ class LibTorchExecutable final : public Executable {
   int64_t weight_bytes() const override { return weight_bytes_; }
   std::string summary() const override {
     return name_ + ": " + std::to_string(program_->instrs.size()) + " nodes run with ATen on " + device_.str();
+  }
+  std::vector<Kernel> kernels() const override {
+    const Graph& g = module_->graph();
+    const std::string impl = device_.is_cuda() ? "aten:cuda" : "aten:" + effective_isa();
+    std::vector<Kernel> out;
+    for (const auto& ins : program_->instrs) {
+      const Node& n = g.node(ins.node);
+      if (n.kind == ops::kParam || n.kind == ops::kConstant) continue;
+      Kernel k = detail::graph_kernel(g, n);
+      k.op = n.kind == ops::kOpaque ? "aten" : n.kind;
+      k.impl = impl;
+      out.push_back(std::move(k));
+    }
+    return out;
   }
 
  private:

@@ -34,6 +34,7 @@ json card_json(const VariantCard& c) {
             {"accuracy", c.accuracy ? json(*c.accuracy) : json(nullptr)},
             {"accuracy_data", c.accuracy_data},
             {"profiles", profiles}, {"flags", c.flags}};
+  if (!c.predicted_ms.empty()) j["predicted_latency_ms"] = c.predicted_ms;
   return j;
 }
 
@@ -55,6 +56,7 @@ VariantCard card_from(const json& j, const std::string& where) {
     for (const auto& [backend, p] : profiles.items())
       c.profiles[backend] = LatencyProfile::from_json(p.dump());
     c.flags = j.value("flags", std::vector<std::string>{});
+    c.predicted_ms = j.value("predicted_latency_ms", std::map<std::string, double>{});
   } catch (const json::exception& e) {
     TAILOR_FAIL(where, ": variant card is missing or mistypes a key: ", e.what());
   }

@@ -90,6 +90,15 @@ std::vector<LatencyStats> time_interleaved(const std::vector<const GraphModuleIm
                                            const std::string& backend, const std::vector<int64_t>& input_shape,
                                            const ProfileOptions& options, int rounds);
 
+/// The same interleaving over executables already compiled, each with its own inputs (models of different
+/// input sizes compare too).
+std::vector<LatencyStats> time_interleaved(const std::vector<Executable*>& executables,
+                                           const std::vector<std::vector<c10::IValue>>& inputs,
+                                           const ProfileOptions& options, int rounds);
+
+/// The input the Profiler times with: normal random data from `seed`.
+std::vector<c10::IValue> random_inputs(const std::vector<int64_t>& shape, uint64_t seed);
+
 /// Times an already compiled executable at its compiled shape (statistics only, no sweep or node times).
 LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& inputs, const ProfileOptions& options,
                              bool* stable = nullptr);

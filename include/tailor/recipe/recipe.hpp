@@ -55,9 +55,13 @@ struct Recipe {
   int rounds = 3;
   /// Caps the x86 ISA of every profile (profiling for a smaller x86 device); empty: this CPU's best.
   std::string isa;
+  /// Latency tables (tailor latency build) per backend: every variant's p50 is also predicted from the table
+  /// matching its dtype (int8 tables for quantized variants, float32 for the others), next to the measurement.
+  std::map<std::string, std::vector<std::string>> latency_tables;
   // goals
   std::optional<double> max_accuracy_drop;     ///< points below the baseline
   std::map<std::string, double> latency_ms;    ///< p50 budget per backend
+  std::map<std::string, double> predicted_latency_ms;  ///< budget per backend on the predicted p50 (needs a table)
   std::string output;                          ///< default output folder
 };
 

@@ -12,6 +12,7 @@
 #include <c10/core/Device.h>
 
 #include "tailor/ir/graph_module.hpp"
+#include "tailor/runtime/kernel.hpp"
 
 namespace tailor {
 
@@ -55,6 +56,8 @@ class Executable {
   virtual int64_t weight_bytes() const = 0;
   /// What was lowered, fused and left to fallbacks, for logs and `tailor profile`.
   virtual std::string summary() const = 0;
+  /// The kernels run() executes, one per step of run_timed() and in its order (what the latency model reads).
+  virtual std::vector<Kernel> kernels() const = 0;
   const CompileOptions& options() const { return options_; }
 
  protected:

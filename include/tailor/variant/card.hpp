@@ -25,6 +25,9 @@ struct VariantCard {
   std::optional<double> accuracy;  ///< top-1 in [0, 1] on `accuracy_data` when an evaluator was given
   std::string accuracy_data;
   std::map<std::string, LatencyProfile> profiles;  ///< by backend name
+  /// p50 predicted by a latency table (tailor/latency), by backend: beside the measured profile, so a reader
+  /// sees how far the model was off.
+  std::map<std::string, double> predicted_ms;
   /// Problems a reader must see, e.g. "not faster than parent on onednn-cpu".
   std::vector<std::string> flags;
 

@@ -197,6 +197,113 @@ auto OnednnExecutable::execute(const std::vector<c10::IValue>& inputs, std::vect
   return c10::ivalue::Tuple::create(std::move(outs));
 }
 
+namespace {
+const char* type_name(dt t) {
+  switch (t) {
+    case dt::f32: return "f32";
+    case dt::bf16: return "bf16";
+    case dt::f16: return "f16";
+    case dt::u8: return "u8";
+    case dt::s8: return "s8";
+    case dt::s32: return "s32";
+    default: return "other";
+  }
+}
+// Inner blocks of a layout ("8b": blocks of 8 along dimension b, channels); "plain" when there are none.
+std::string layout_name(const memory::desc& d) {
+  if (d.data.format_kind != dnnl_blocked) return "any";
+  const auto& b = d.data.format_desc.blocking;
+  if (b.inner_nblks == 0) return "plain";
+  std::string out;
+  for (int i = 0; i < b.inner_nblks; ++i) out += std::to_string(b.inner_blks[i]) + static_cast<char>('a' + b.inner_idxs[i]);
+  return out;
+}
+const MemRef* arg_ref(const DnnlStep& d, std::initializer_list<int> args) {
+  for (int want : args)
+    for (const auto& [arg, ref] : d.args)
+      if (arg == want) return &ref;
+  return nullptr;
+}
+std::vector<int64_t> dims_of(const memory::desc& d) {
+  const auto dims = d.dims();
+  return {dims.begin(), dims.end()};
+}
+}  // namespace
+
+auto OnednnExecutable::kernel_of(const Step& step) const -> Kernel {
+  const int id = graph_.find_id(step.node);
+  static const std::set<std::string> conversions = {"reorder", "quantize", "dequantize", "clip", "to_aten", "from_aten"};
+  const bool of_node = id >= 0 && !conversions.count(step.kind);
+  Kernel k = of_node ? graph_kernel(graph_, graph_.node(id)) : Kernel{};
+  k.node = step.node;
+  k.kind = step.kind;
+  k.fused = step.fused;
+  for (const auto& name : step.fused) {
+    const int f = graph_.find_id(name);
+    k.post_ops += (k.post_ops.empty() ? "" : "+") + (f >= 0 ? graph_.node(f).kind : name);
+  }
+  if (step.type == Step::Type::Aten) return k;  // graph_kernel's op "aten", impl "aten"
+  if (step.type == Step::Type::FromAten) {
+    k.op = "convert";
+    k.impl = "aten";
+    k.dtype = "f32";
+    k.layout = "plain";
+    const auto& shape = graph_.value(step.value).shape;
+    k.inputs = {shape};
+    k.output = shape;
+    k.bytes = 8.0 * static_cast<double>(ops::numel(shape));
+    return k;
+  }
+  const DnnlStep& d = step.dnnl;
+  const MemRef* src = arg_ref(d, {DNNL_ARG_SRC, DNNL_ARG_FROM, DNNL_ARG_MULTIPLE_SRC, DNNL_ARG_SRC_0});
+  const MemRef* wei = arg_ref(d, {DNNL_ARG_WEIGHTS});
+  const MemRef* dst = arg_ref(d, {DNNL_ARG_DST, DNNL_ARG_TO});
+  if (of_node) {
+    switch (ops::op_def(graph_.node(id).kind).onednn) {
+      case ops::OnednnLowering::Conv: k.op = "conv"; break;
+      case ops::OnednnLowering::Linear: k.op = "linear"; break;
+      case ops::OnednnLowering::Pool: k.op = "pool"; break;
+      case ops::OnednnLowering::Mean: k.op = "mean"; break;
+      case ops::OnednnLowering::Eltwise: k.op = "eltwise"; break;
+      case ops::OnednnLowering::Binary: k.op = "binary"; break;
+      case ops::OnednnLowering::Concat: k.op = "concat"; break;
+      case ops::OnednnLowering::Softmax: k.op = "softmax"; break;
+      case ops::OnednnLowering::Norm: k.op = "norm"; break;
+      default: k.op = graph_.node(id).kind; break;
+    }
+    // Eltwise and pooling kernels depend on the algorithm, not only the shapes.
+    if (k.op == "eltwise" || k.op == "pool" || k.op == "binary" || k.op == "mean") k.op += ":" + graph_.node(id).kind;
+  } else {
+    k.op = step.kind == "to_aten" ? "reorder" : step.kind == "dequantize" ? "quantize" : step.kind == "clip" ? "eltwise:clip" : step.kind;
+    if (src) k.inputs = {dims_of(src->desc)};
+    if (dst) k.output = dims_of(dst->desc);
+  }
+  const_dnnl_primitive_desc_t pd = nullptr;
+  const char* impl = nullptr;
+  if (dnnl_primitive_get_primitive_desc(d.prim.get(), &pd) == dnnl_success &&
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+    k.impl = impl;
+  std::string types;
+  for (const MemRef* r : {src, wei, dst})
+    if (r) types += (types.empty() ? "" : ":") + std::string(type_name(r->desc.data_type()));
+  k.dtype = types.empty() ? "f32" : types;
+  k.layout = dst ? layout_name(dst->desc) : "plain";
+  if (!of_node && src) k.layout = layout_name(src->desc) + ">" + k.layout;
+  double bytes = 0;
+  for (const auto& [arg, ref] : d.args) bytes += static_cast<double>(ref.desc.get_size());
+  k.bytes = bytes;
+  return k;
+}
+
+auto OnednnExecutable::kernels() const -> std::vector<Kernel> {
+  std::vector<Kernel> out;
+  for (const Step& st : steps_) {
+    if (st.type == Step::Type::Aten && (st.kind == ops::kParam || st.kind == ops::kConstant)) continue;  // as run_timed
+    out.push_back(kernel_of(st));
+  }
+  return out;
+}
+
 auto OnednnExecutable::run_dnnl(DnnlStep& d, std::vector<c10::IValue>& slots) -> void {
   for (const auto& [arg, slot] : d.slot_args) d.mems[arg].set_data_handle(slots[slot].toTensor().data_ptr());
   d.prim.execute(stream_, d.mems);

@@ -198,8 +198,10 @@ class OnednnExecutable final : public Executable {
   int64_t peak_activation_bytes() const override { return pool_.total_bytes() + fallback_peak_; }
   int64_t weight_bytes() const override { return weight_bytes_; }
   std::string summary() const override { return summary_; }
+  std::vector<Kernel> kernels() const override;
 
  private:
+  Kernel kernel_of(const Step& step) const;
   // --- compile -------------------------------------------------------------------------------------------------
   const std::vector<int64_t>& shape(int v) const { return graph_.value(v).shape; }
   // Activations inside oneDNN are act_ (f32, or bf16 when compiled for bfloat16); ATen sees f32 at the boundary.

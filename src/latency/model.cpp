@@ -1,0 +1,513 @@
+// The latency model of one target: kernel table, regressors, overhead fit, prediction, and its JSON file.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "internal.hpp"
+#include "regressor.hpp"
+#include "tailor/core/text.hpp"
+#include "tailor/latency/latency.hpp"
+
+namespace tailor::latency {
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kFormat = "tailor-latency-table";
+constexpr int kVersion = 1;
+
+using detail::median;
+
+// The work a kernel does, the unit its regressor predicts time per.
+double work(const Kernel& k) { return k.macs + k.bytes / 4 + 1; }
+
+// A table entry answers alone from this many samples on; below, it is blended with its regressor.
+constexpr size_t kTrustedSamples = 8;
+constexpr double kRegressorVotes = 2;
+
+// Working sets within a factor of sqrt(2) of each other share table entries.
+std::string working_set_suffix(double working_set) {
+  return "|ws" + std::to_string(working_set > 0 ? std::lround(2 * std::log2(working_set)) : 0);
+}
+std::string entry_key(const Kernel& k, double working_set) { return k.key() + working_set_suffix(working_set); }
+
+std::vector<float> features(const Kernel& k, double working_set) {
+  std::vector<float> f = k.features();
+  f.push_back(static_cast<float>(std::log2(1 + working_set)));
+  return f;
+}
+
+std::vector<std::string> feature_names() {
+  std::vector<std::string> names = kernel_feature_names();
+  names.push_back("log2_working_set_bytes");
+  return names;
+}
+
+json kernel_to_json(const Kernel& k) {
+  json j = {{"node", k.node}, {"kind", k.kind}, {"op", k.op}, {"impl", k.impl}, {"dtype", k.dtype},
+            {"layout", k.layout}, {"inputs", k.inputs}, {"output", k.output}, {"macs", k.macs}, {"bytes", k.bytes}};
+  if (!k.fused.empty()) j["fused"] = k.fused;
+  if (!k.post_ops.empty()) j["post_ops"] = k.post_ops;
+  if (!k.weight.empty()) j["weight"] = k.weight;
+  if (!k.stride.empty()) j["stride"] = k.stride;
+  if (!k.padding.empty()) j["padding"] = k.padding;
+  if (!k.dilation.empty()) j["dilation"] = k.dilation;
+  if (k.groups != 1) j["groups"] = k.groups;
+  return j;
+}
+
+Kernel kernel_from_json(const json& j) {
+  Kernel k;
+  k.node = j.at("node").get<std::string>();
+  k.kind = j.at("kind").get<std::string>();
+  k.op = j.at("op").get<std::string>();
+  k.impl = j.at("impl").get<std::string>();
+  k.dtype = j.at("dtype").get<std::string>();
+  k.layout = j.at("layout").get<std::string>();
+  k.inputs = j.at("inputs").get<std::vector<std::vector<int64_t>>>();
+  k.output = j.at("output").get<std::vector<int64_t>>();
+  k.macs = j.at("macs").get<double>();
+  k.bytes = j.at("bytes").get<double>();
+  k.fused = j.value("fused", std::vector<std::string>{});
+  k.post_ops = j.value("post_ops", std::string{});
+  k.weight = j.value("weight", std::vector<int64_t>{});
+  k.stride = j.value("stride", std::vector<int64_t>{});
+  k.padding = j.value("padding", std::vector<int64_t>{});
+  k.dilation = j.value("dilation", std::vector<int64_t>{});
+  k.groups = j.value("groups", int64_t{1});
+  return k;
+}
+
+json target_to_json(const Target& t) {
+  return {{"backend", t.backend}, {"threads", t.threads}, {"dtype", t.dtype}, {"isa", t.isa},
+          {"cpu_model", t.cpu_model}, {"gpu", t.gpu}, {"torch_version", t.torch_version},
+          {"onednn_version", t.onednn_version}};
+}
+
+Target target_from_json(const json& j) {
+  Target t;
+  t.backend = j.at("backend").get<std::string>();
+  t.threads = j.at("threads").get<int>();
+  t.dtype = j.at("dtype").get<std::string>();
+  t.isa = j.at("isa").get<std::string>();
+  t.cpu_model = j.at("cpu_model").get<std::string>();
+  t.gpu = j.at("gpu").get<std::string>();
+  t.torch_version = j.at("torch_version").get<std::string>();
+  t.onednn_version = j.at("onednn_version").get<std::string>();
+  return t;
+}
+
+}  // namespace
+
+namespace detail {
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+Line fit_line(const std::vector<double>& x, const std::vector<double>& y) {
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
+    if (!(y[i] > 0)) continue;
+    const double w = 1.0 / (y[i] * y[i]);
+    sw += w;
+    sx += w * x[i];
+    sy += w * y[i];
+    sxx += w * x[i] * x[i];
+    sxy += w * x[i] * y[i];
+  }
+  Line line;
+  const double det = sw * sxx - sx * sx;
+  if (x.size() < 2 || !(det > 1e-12 * sw * sxx)) return line;
+  line.a = (sw * sxy - sx * sy) / det;
+  line.b = (sy - line.a * sx) / sw;
+  line.ok = true;
+  return line;
+}
+}  // namespace detail
+
+const char* to_string(Source s) {
+  switch (s) {
+    case Source::Table: return "table";
+    case Source::Regressor: return "regressor";
+    case Source::Uncovered: return "uncovered";
+  }
+  return "?";
+}
+
+std::string Target::differences(const Target& o) const {
+  std::vector<std::string> out;
+  auto cmp = [&](const char* field, const std::string& a, const std::string& b) {
+    if (a != b) out.push_back(std::string(field) + ": '" + a + "' vs '" + b + "'");
+  };
+  cmp("backend", backend, o.backend);
+  cmp("threads", std::to_string(threads), std::to_string(o.threads));
+  cmp("dtype", dtype, o.dtype);
+  cmp("isa", isa, o.isa);
+  cmp("cpu_model", cpu_model, o.cpu_model);
+  cmp("gpu", gpu, o.gpu);
+  cmp("torch_version", torch_version, o.torch_version);
+  cmp("onednn_version", onednn_version, o.onednn_version);
+  return join(out, "; ");
+}
+
+std::string Target::str() const {
+  std::string s = backend + " " + std::to_string(threads) + (threads == 1 ? " thread " : " threads ") + dtype;
+  if (!isa.empty()) s += " " + isa;
+  if (!gpu.empty()) s += " on " + gpu;
+  else if (!cpu_model.empty()) s += " on " + cpu_model;
+  return s;
+}
+
+double Prediction::up_to(const std::string& node) const {
+  for (const auto& k : kernels) {
+    if (k.node == node) return k.cumulative_ms;
+    for (const auto& f : k.fused)
+      if (f == node) return k.cumulative_ms;
+  }
+  // A node no kernel names ran inside another step (a constant, a folded batch norm) or does not exist.
+  TAILOR_FAIL("latency prediction: no kernel runs node '", node, "'");
+}
+
+std::string Prediction::to_json() const {
+  json ks = json::array();
+  for (const auto& k : kernels)
+    ks.push_back({{"node", k.node}, {"kind", k.kind}, {"op", k.op}, {"fused", k.fused}, {"ms", k.ms},
+                  {"cumulative_ms", k.cumulative_ms}, {"source", to_string(k.source)}});
+  return json{{"total_ms", total_ms}, {"overhead_ms", overhead_ms}, {"scale", scale}, {"from_table", from_table},
+              {"from_regressor", from_regressor}, {"uncovered", uncovered}, {"kernels", ks}}
+      .dump(2);
+}
+
+Model::Model(Target target) : target_(std::move(target)) {}
+Model::Model(Model&& o) noexcept { *this = std::move(o); }
+Model& Model::operator=(Model&& o) noexcept {
+  target_ = std::move(o.target_);
+  samples_ = std::move(o.samples_);
+  models_ = std::move(o.models_);
+  table_ = std::move(o.table_);
+  regressors_ = std::move(o.regressors_);
+  overhead_ms_ = o.overhead_ms_;
+  scale_ = o.scale_;
+  fitted_ = o.fitted_;
+  memo_.clear();
+  return *this;
+}
+
+void Model::clear_memo() const {
+  std::lock_guard<std::mutex> lock(memo_mutex_);
+  memo_.clear();
+}
+Model::~Model() = default;
+
+void Model::add(const ModelSample& model, const std::vector<KernelSample>& kernels) {
+  clear_memo();  // remembered answers may rest on table entries this changes
+  models_.push_back(model);
+  for (const auto& s : kernels) {
+    samples_.push_back(s);
+    const std::string key = entry_key(s.kernel, s.working_set_bytes);
+    Entry& e = table_[key];
+    if (e.ms.empty()) e.kernel = s.kernel;
+    e.ms.push_back(s.ms);
+    e.median = median(e.ms);
+  }
+}
+
+std::optional<double> Model::lookup(const Kernel& kernel, double working_set_bytes) const {
+  auto it = table_.find(entry_key(kernel, working_set_bytes));
+  if (it == table_.end()) return std::nullopt;
+  return it->second.median;
+}
+
+std::map<std::string, size_t> Model::regressor_types() const {
+  std::map<std::string, size_t> out;
+  for (const auto& [op, r] : regressors_) out[op] = r->samples();
+  return out;
+}
+
+void Model::fit() {
+  TAILOR_CHECK(!samples_.empty(), "latency model for ", target_.str(), ": no measured kernels to fit");
+  const size_t cols = feature_names().size();
+  std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> data;
+  for (const auto& s : samples_) {
+    const std::vector<float> f = features(s.kernel, s.working_set_bytes);
+    const float y = static_cast<float>(std::log(std::max(s.ms, 1e-6) / work(s.kernel)));
+    for (const std::string& op : {s.kernel.op, std::string("*")}) {
+      auto& [x, ys] = data[op];
+      x.insert(x.end(), f.begin(), f.end());
+      ys.push_back(y);
+    }
+  }
+  regressors_.clear();
+  clear_memo();
+  uint64_t seed = 1;
+  for (auto& [op, d] : data) regressors_[op] = Regressor::train(d.first, cols, d.second, seed++);
+  // total = scale x kernel sum + overhead, fitted to the end-to-end measurements.
+  std::vector<double> sums, totals, gaps;
+  for (const auto& m : models_) {
+    if (m.p50_ms <= 0 || m.kernel_sum_ms <= 0) continue;
+    sums.push_back(m.kernel_sum_ms);
+    totals.push_back(m.p50_ms);
+    gaps.push_back(m.p50_ms - m.kernel_sum_ms);
+  }
+  scale_ = 1;
+  overhead_ms_ = std::max(0.0, median(gaps));
+  const detail::Line line = detail::fit_line(sums, totals);
+  // A fit that makes kernels worth less than half or more than twice their measured time is noise.
+  if (sums.size() >= 5 && line.ok && line.a > 0.5 && line.a < 2.0) {
+    scale_ = line.a;
+    overhead_ms_ = line.b;
+  }
+  fitted_ = true;
+}
+
+std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists, bool breakdown) const {
+  TAILOR_CHECK(fitted_, "latency model for ", target_.str(), " is not fitted (call fit() after adding samples)");
+  const size_t cols = feature_names().size();
+  // Kernel times and sources first: remembered answers, then the table, then the rest batched per kernel type
+  // for the regressors. The per-kernel breakdown is built only when asked (search needs totals, placement the
+  // breakdown).
+  std::vector<std::vector<double>> ms(lists.size());
+  std::vector<std::vector<Source>> sources(lists.size());
+  struct Miss {
+    size_t list, index;
+    std::string key;
+    const Entry* entry;  // a table entry with too few samples to trust alone, or null
+  };
+  std::map<std::string, std::pair<std::vector<Miss>, std::vector<float>>> misses;
+  {
+    std::lock_guard<std::mutex> lock(memo_mutex_);
+    std::string key;
+    for (size_t l = 0; l < lists.size(); ++l) {
+      const std::vector<Kernel>& ks = lists[l].kernels;
+      const std::string suffix = working_set_suffix(lists[l].working_set_bytes);
+      ms[l].resize(ks.size());
+      sources[l].resize(ks.size(), Source::Table);
+      for (size_t i = 0; i < ks.size(); ++i) {
+        const Kernel& k = ks[i];
+        key.clear();
+        k.append_key(key);
+        key += suffix;
+        if (auto m = memo_.find(key); m != memo_.end()) {
+          ms[l][i] = m->second.first;
+          sources[l][i] = m->second.second;
+          continue;
+        }
+        const auto it = table_.find(key);
+        const Entry* entry = it == table_.end() ? nullptr : &it->second;
+        if (entry && entry->ms.size() >= kTrustedSamples) {
+          ms[l][i] = entry->median;
+          memo_.emplace(key, std::make_pair(entry->median, Source::Table));
+          continue;
+        }
+        const std::string op = regressors_.count(k.op) ? k.op : "*";
+        TAILOR_CHECK(regressors_.count(op), "latency model for ", target_.str(), ": node '", k.node, "' runs a ", k.op,
+                     " kernel and the table has no regressor at all");
+        sources[l][i] = entry ? Source::Table : op == "*" ? Source::Uncovered : Source::Regressor;
+        auto& [who, x] = misses[op];
+        who.push_back({l, i, key, entry});
+        const std::vector<float> f = features(k, lists[l].working_set_bytes);
+        x.insert(x.end(), f.begin(), f.end());
+      }
+    }
+  }
+  for (const auto& [op, m] : misses) {
+    const std::vector<float> y = regressors_.at(op)->predict(m.second, cols);
+    std::lock_guard<std::mutex> lock(memo_mutex_);
+    for (size_t r = 0; r < m.first.size(); ++r) {
+      const Miss& miss = m.first[r];
+      double t = std::exp(static_cast<double>(y[r])) * work(lists[miss.list].kernels[miss.index]);
+      if (miss.entry) {
+        // Shrinkage: a table entry of n samples (each one model measured once, at one moment of a noisy machine)
+        // counts as n votes, the regressor (fitted on every similar kernel) as kRegressorVotes.
+        const double n = static_cast<double>(miss.entry->ms.size());
+        t = (n * miss.entry->median + kRegressorVotes * t) / (n + kRegressorVotes);
+      }
+      ms[miss.list][miss.index] = t;
+      memo_.emplace(miss.key, std::make_pair(t, sources[miss.list][miss.index]));
+    }
+  }
+  std::vector<Prediction> out(lists.size());
+  for (size_t l = 0; l < lists.size(); ++l) {
+    Prediction& p = out[l];
+    p.scale = scale_;
+    p.overhead_ms = overhead_ms_;
+    if (breakdown) p.kernels.resize(lists[l].kernels.size());
+    double cumulative = overhead_ms_;
+    for (size_t i = 0; i < ms[l].size(); ++i) {
+      const double t = ms[l][i] * scale_;
+      cumulative += t;
+      const Source source = sources[l][i];
+      (source == Source::Table ? p.from_table : source == Source::Regressor ? p.from_regressor : p.uncovered)++;
+      if (!breakdown) continue;
+      const Kernel& k = lists[l].kernels[i];
+      KernelPrediction& kp = p.kernels[i];
+      kp.node = k.node;
+      kp.kind = k.kind;
+      kp.op = k.op;
+      kp.fused = k.fused;
+      kp.ms = t;
+      kp.cumulative_ms = cumulative;
+      kp.source = source;
+    }
+    p.total_ms = cumulative;
+  }
+  return out;
+}
+
+Prediction Model::predict(const KernelList& kernels) const { return std::move(predict_many({kernels})[0]); }
+
+KernelList Model::without_fusion(const KernelList& list) {
+  KernelList result;
+  result.working_set_bytes = list.working_set_bytes;
+  std::vector<Kernel>& out = result.kernels;
+  for (const Kernel& k : list.kernels) {
+    if (k.op == "reorder" || k.op == "quantize" || k.op == "convert") continue;
+    Kernel anchor = k;
+    anchor.fused.clear();
+    anchor.post_ops.clear();
+    out.push_back(anchor);
+    if (k.post_ops.empty()) continue;
+    const std::string type = k.dtype.substr(k.dtype.rfind(':') == std::string::npos ? 0 : k.dtype.rfind(':') + 1);
+    double elements = 1;
+    for (int64_t d : k.output) elements *= static_cast<double>(d);
+    const std::vector<std::string> kinds = split(k.post_ops, '+');
+    for (size_t i = 0; i < kinds.size(); ++i) {
+      Kernel alone;
+      alone.node = i < k.fused.size() ? k.fused[i] : k.node;
+      alone.kind = kinds[i];
+      const bool binary = kinds[i] == "add" || kinds[i] == "mul" || kinds[i] == "sub";
+      alone.op = (binary ? "binary:" : "eltwise:") + kinds[i];
+      alone.impl = k.impl;
+      alone.dtype = type;
+      alone.layout = k.layout;
+      alone.inputs = binary ? std::vector<std::vector<int64_t>>{k.output, k.output} : std::vector<std::vector<int64_t>>{k.output};
+      alone.output = k.output;
+      alone.bytes = (binary ? 3 : 2) * 4 * elements;
+      out.push_back(alone);
+    }
+  }
+  return result;
+}
+
+std::string Model::to_json() const {
+  json models = json::array();
+  for (const auto& m : models_)
+    models.push_back({{"name", m.name}, {"p50_ms", m.p50_ms}, {"kernel_sum_ms", m.kernel_sum_ms},
+                      {"kernels", m.kernels}, {"macs", m.macs}, {"predicted_ms", m.predicted_ms}});
+  json samples = json::array();
+  for (const auto& s : samples_)
+    samples.push_back({{"kernel", kernel_to_json(s.kernel)}, {"ms", s.ms}, {"working_set_bytes", s.working_set_bytes}});
+  json j = {{"format", kFormat}, {"version", kVersion}, {"target", target_to_json(target_)},
+            {"features", feature_names()}, {"models", models}, {"samples", samples}};
+  if (fitted_) {
+    json regs = json::object();
+    for (const auto& [op, r] : regressors_) regs[op] = {{"samples", r->samples()}, {"model", r->serialize()}};
+    j["fit"] = {{"overhead_ms", overhead_ms_}, {"scale", scale_}, {"regressors", regs}};
+  }
+  return j.dump();
+}
+
+Model Model::from_json(const std::string& text, const std::string& file) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    TAILOR_FAIL("latency table '", file, "' is not valid JSON (truncated or corrupted?): ", e.what());
+  }
+  std::string field = "format";
+  try {
+    TAILOR_CHECK(j.is_object() && j.value("format", std::string{}) == kFormat, "latency table '", file,
+                 "': field 'format' is not '", kFormat, "' (not a tailor latency table)");
+    field = "version";
+    const int version = j.at("version").get<int>();
+    TAILOR_CHECK(version == kVersion, "latency table '", file, "': field 'version' is ", version, "; this tailor reads version ",
+                 kVersion, " (rebuild the table with tailor latency build)");
+    field = "target";
+    Model m(target_from_json(j.at("target")));
+    field = "features";
+    TAILOR_CHECK(j.at("features").get<std::vector<std::string>>() == feature_names(), "latency table '", file,
+                 "': field 'features' lists other kernel features than this tailor computes (rebuild the table)");
+    field = "models";
+    std::vector<ModelSample> models;
+    for (const auto& mj : j.at("models")) {
+      ModelSample s;
+      s.name = mj.at("name").get<std::string>();
+      s.p50_ms = mj.at("p50_ms").get<double>();
+      s.kernel_sum_ms = mj.at("kernel_sum_ms").get<double>();
+      s.kernels = mj.at("kernels").get<int>();
+      s.macs = mj.at("macs").get<double>();
+      s.predicted_ms = mj.at("predicted_ms").get<double>();
+      models.push_back(s);
+    }
+    field = "samples";
+    std::vector<KernelSample> samples;
+    for (const auto& sj : j.at("samples")) {
+      KernelSample s{kernel_from_json(sj.at("kernel")), sj.at("ms").get<double>(), sj.at("working_set_bytes").get<double>()};
+      TAILOR_CHECK(std::isfinite(s.ms) && s.ms >= 0, "latency table '", file, "': field 'samples' holds a time of ", s.ms, " ms");
+      samples.push_back(std::move(s));
+    }
+    size_t total = 0;
+    for (const auto& s : models) total += static_cast<size_t>(s.kernels);
+    TAILOR_CHECK(total == samples.size(), "latency table '", file, "': field 'samples' holds ", samples.size(),
+                 " kernels but field 'models' counts ", total);
+    size_t at = 0;
+    for (const auto& s : models) {
+      std::vector<KernelSample> mine(samples.begin() + static_cast<long>(at), samples.begin() + static_cast<long>(at + s.kernels));
+      at += static_cast<size_t>(s.kernels);
+      m.add(s, mine);
+    }
+    if (j.contains("fit")) {
+      field = "fit";
+      const json& f = j.at("fit");
+      m.overhead_ms_ = f.at("overhead_ms").get<double>();
+      m.scale_ = f.at("scale").get<double>();
+      for (const auto& [op, r] : f.at("regressors").items()) {
+        field = "fit.regressors." + op;
+        auto reg = Regressor::deserialize(r.at("model").get<std::string>(), "latency table '" + file + "': field '" + field + "'");
+        reg->samples_ = r.at("samples").get<size_t>();
+        m.regressors_[op] = std::move(reg);
+      }
+      m.fitted_ = true;
+    }
+    return m;
+  } catch (const json::exception& e) {
+    TAILOR_FAIL("latency table '", file, "': field '", field, "' is malformed: ", e.what());
+  }
+}
+
+Model Model::load(const std::string& file, const Target* expected) {
+  std::ifstream in(file, std::ios::binary);
+  TAILOR_CHECK(in, "latency table '", file, "' cannot be read");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Model m = from_json(ss.str(), file);
+  if (expected) {
+    const std::string diff = m.target().differences(*expected);
+    TAILOR_CHECK(diff.empty(), "latency table '", file, "' was built for ", m.target().str(), ", not for ", expected->str(),
+                 " (", diff, "); build one for this target with `tailor latency build`");
+  }
+  return m;
+}
+
+void Model::save(const std::string& file) const {
+  const std::string tmp = file + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    TAILOR_CHECK(out, "cannot write latency table '", tmp, "'");
+    out << to_json();
+    TAILOR_CHECK(out.good(), "writing latency table '", tmp, "' failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, file, ec);
+  TAILOR_CHECK(!ec, "cannot rename '", tmp, "' to '", file, "': ", ec.message());
+}
+
+}  // namespace tailor::latency
