@@ -31,3 +31,4 @@
 #include "tailor/recipe/recipe.hpp"
 #include "tailor/latency/latency.hpp"
 #include "tailor/runtime/kernel.hpp"
+#include "tailor/nas/nas.hpp"

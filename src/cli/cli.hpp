@@ -77,5 +77,6 @@ double fashion_top1(GraphModuleImpl& module, int64_t limit);
 void add_transform_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 void add_measure_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 void add_latency_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
+void add_nas_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 
 }  // namespace tailor::cli

@@ -24,7 +24,7 @@ struct WorkloadArgs {
     w.spaces = spaces;
     w.models = models;
     w.model_input = parse_shape(models_input);
-    if (w.spaces.empty() && w.models.empty()) w.spaces = models::SearchSpace::names();
+    if (w.spaces.empty() && w.models.empty()) w.spaces = {"resnet", "mobilenet"};
     for (const auto& s : w.spaces) models::SearchSpace::named(s);  // unknown names fail before any work
     return w;
   }

@@ -104,6 +104,8 @@ void print_record(const PassRecord& r) {
                            human_count(static_cast<double>(r.weight_bytes_after)));
   for (const auto& [k, v] : r.stats) {
     if (k == "report") std::cout << std::get<std::string>(v);
+    else if (std::holds_alternative<std::string>(v) && std::get<std::string>(v).size() > 300)
+      std::cout << "  " << k << ": (" << std::get<std::string>(v).size() << " characters of JSON; see --json)\n";
     else if (!std::holds_alternative<std::vector<double>>(v)) std::cout << "  " << k << ": " << to_source(v) << "\n";
   }
 }

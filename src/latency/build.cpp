@@ -54,7 +54,7 @@ void build(Model& model, const BuildOptions& o) {
       if (!seen.insert(item.name).second) continue;
       try {
         GraphModule prepared = prepare_for_target(item.module, item.input_shape, o.target, o.seed + static_cast<uint64_t>(index));
-        auto exe = compile(o.target.backend, *prepared, detail::compile_options(item.input_shape, o.target));
+        auto exe = compile(o.target.backend, *prepared, compile_options(item.input_shape, o.target));
         const double predicted = model.fitted() ? model.predict(kernels_of(*exe)).total_ms : 0;
         auto [sample, kernels] = measure(*exe, item.input_shape, o.measure);
         sample.name = item.name;
@@ -151,7 +151,7 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
       try {
         const auto t0 = std::chrono::steady_clock::now();
         GraphModule prepared = prepare_for_target(item.module, item.input_shape, target, static_cast<uint64_t>(index));
-        exes.push_back(compile(target.backend, *prepared, detail::compile_options(item.input_shape, target)));
+        exes.push_back(compile(target.backend, *prepared, compile_options(item.input_shape, target)));
         lists.push_back(kernels_of(*exes.back()));
         detect_seconds += seconds_since(t0);
         raw.push_back(exes.back().get());

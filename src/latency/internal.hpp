@@ -17,12 +17,4 @@ Line fit_line(const std::vector<double>& x, const std::vector<double>& y);
 
 double median(std::vector<double> v);
 
-/// How the latency model compiles a model for its target.
-inline CompileOptions compile_options(const std::vector<int64_t>& input_shape, const Target& target) {
-  CompileOptions c;
-  c.input_shapes = {input_shape};
-  c.threads = target.threads;
-  return c;
-}
-
 }  // namespace tailor::latency::detail

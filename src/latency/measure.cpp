@@ -57,7 +57,7 @@ KernelList kernels_of(const Executable& exe) {
 }
 
 KernelList detect_kernels(const GraphModuleImpl& module, const std::vector<int64_t>& input_shape, const Target& target) {
-  return kernels_of(*compile(target.backend, module, detail::compile_options(input_shape, target)));
+  return kernels_of(*compile(target.backend, module, compile_options(input_shape, target)));
 }
 
 std::pair<ModelSample, std::vector<KernelSample>> measure(Executable& exe, const std::vector<int64_t>& input_shape,
@@ -122,13 +122,16 @@ WorkloadItem draw(const Workload& w, uint64_t seed, int64_t index, const std::st
       const models::SearchSpace space = models::SearchSpace::named(name);
       if (!space.contains(p)) continue;
       const models::ArchConfig a = space.mutate(p, rng);
-      return {a.str(), models::capture_arch(a, models::ZooOptions().seed(static_cast<uint64_t>(index))), a.input_shape()};
+      return {a.str(), models::capture_arch(a, space.zoo_options(static_cast<uint64_t>(index))),
+              a.input_shape(space.in_channels)};
     }
   }
   const size_t source = static_cast<size_t>(index) % sources;
   if (source < w.spaces.size()) {
-    const models::ArchConfig a = models::SearchSpace::named(w.spaces[source]).sample(rng);
-    return {a.str(), models::capture_arch(a, models::ZooOptions().seed(static_cast<uint64_t>(index))), a.input_shape()};
+    const models::SearchSpace space = models::SearchSpace::named(w.spaces[source]);
+    const models::ArchConfig a = space.sample(rng);
+    return {a.str(), models::capture_arch(a, space.zoo_options(static_cast<uint64_t>(index))),
+            a.input_shape(space.in_channels)};
   }
   const std::string& file = w.models[source - w.spaces.size()];
   const double ratio = 0.05 * std::uniform_int_distribution<int>(0, 14)(rng);

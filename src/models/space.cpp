@@ -155,7 +155,7 @@ ArchConfig mobilenet_v2_config(double width) {
   return a;
 }
 
-std::vector<std::string> SearchSpace::names() { return {"resnet", "mobilenet"}; }
+std::vector<std::string> SearchSpace::names() { return {"resnet", "mobilenet", "fashion-resnet", "fashion-mobilenet"}; }
 
 SearchSpace SearchSpace::named(const std::string& name) {
   SearchSpace sp;
@@ -191,6 +191,44 @@ SearchSpace SearchSpace::named(const std::string& name) {
       sp.stages.push_back(st);
     }
     sp.heads = {640, 960, 1280};
+    return sp;
+  }
+  if (name == "fashion-resnet") {
+    sp.family = "resnet";
+    sp.resolutions = {28};
+    sp.in_channels = 1;
+    sp.classes = 10;
+    sp.stems = {8, 12, 16};
+    const std::vector<int64_t> widths[] = {{8, 12, 16}, {16, 24, 32}, {32, 48, 64}};
+    for (int i = 0; i < 3; ++i) {
+      Stage st;
+      st.depths = {1, 2};
+      st.widths = widths[i];
+      st.kernels = {3, 5};
+      st.expands = {1};
+      st.stride = i == 0 ? 1 : 2;
+      sp.stages.push_back(st);
+    }
+    sp.heads = {1280};
+    return sp;
+  }
+  if (name == "fashion-mobilenet") {
+    sp.family = "mobilenet";
+    sp.resolutions = {28};
+    sp.in_channels = 1;
+    sp.classes = 10;
+    sp.stems = {8, 16};
+    const std::vector<int64_t> widths[] = {{8, 12, 16}, {16, 24, 32}, {32, 48, 64}};
+    for (int i = 0; i < 3; ++i) {
+      Stage st;
+      st.depths = i == 0 ? std::vector<int64_t>{1, 2} : std::vector<int64_t>{1, 2, 3};
+      st.widths = widths[i];
+      st.kernels = {3, 5, 7};
+      st.expands = {3, 4, 6};
+      st.stride = i == 0 ? 1 : 2;
+      sp.stages.push_back(st);
+    }
+    sp.heads = {128, 256};
     return sp;
   }
   TAILOR_FAIL("unknown search space '", name, "'; the spaces are: ", join(names(), ", "));
@@ -233,18 +271,107 @@ ArchConfig SearchSpace::mutate(const ArchConfig& parent, std::mt19937_64& rng, d
   return sample(rng);  // a space with a single configuration
 }
 
-bool SearchSpace::contains(const ArchConfig& a) const {
+bool SearchSpace::contains(const ArchConfig& a) const { return why_not(a).empty(); }
+
+namespace {
+std::string choices_text(const std::vector<int64_t>& v) {
+  std::string out;
+  for (int64_t x : v) out += (out.empty() ? "" : ", ") + std::to_string(x);
+  return out;
+}
+}  // namespace
+
+std::string SearchSpace::why_not(const ArchConfig& a) const {
   auto in = [](const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); };
-  if (a.family != family || a.stages.size() != stages.size() || !in(resolutions, a.resolution) || !in(stems, a.stem))
-    return false;
-  if (family == "mobilenet" && !in(heads, a.head)) return false;
+  auto bad = [&](const std::string& part, int64_t value, const std::vector<int64_t>& choices) {
+    return part + " " + std::to_string(value) + " is not one of " + choices_text(choices);
+  };
+  if (a.family != family) return "family '" + a.family + "' is not the space's '" + family + "'";
+  if (a.stages.size() != stages.size())
+    return std::to_string(a.stages.size()) + " stages, the space has " + std::to_string(stages.size());
+  if (!in(resolutions, a.resolution)) return bad("resolution", a.resolution, resolutions);
+  if (!in(stems, a.stem)) return bad("stem", a.stem, stems);
+  if (family == "mobilenet" && !in(heads, a.head)) return bad("head", a.head, heads);
   for (size_t i = 0; i < stages.size(); ++i) {
     const StageConfig& s = a.stages[i];
-    if (!in(stages[i].depths, s.depth) || !in(stages[i].widths, s.width) || !in(stages[i].kernels, s.kernel) ||
-        !in(stages[i].expands, s.expand) || s.stride != stages[i].stride)
-      return false;
+    const std::string at = "stage " + std::to_string(i + 1) + " ";
+    if (!in(stages[i].depths, s.depth)) return bad(at + "depth", s.depth, stages[i].depths);
+    if (!in(stages[i].widths, s.width)) return bad(at + "width", s.width, stages[i].widths);
+    if (!in(stages[i].kernels, s.kernel)) return bad(at + "kernel", s.kernel, stages[i].kernels);
+    if (!in(stages[i].expands, s.expand)) return bad(at + "expansion", s.expand, stages[i].expands);
+    if (s.stride != stages[i].stride) return bad(at + "stride", s.stride, {stages[i].stride});
   }
-  return true;
+  return "";
+}
+
+namespace {
+ArchConfig extreme(const SearchSpace& sp, bool largest) {
+  auto pick = [largest](const std::vector<int64_t>& v) {
+    return largest ? *std::max_element(v.begin(), v.end()) : *std::min_element(v.begin(), v.end());
+  };
+  ArchConfig a;
+  a.family = sp.family;
+  a.resolution = pick(sp.resolutions);
+  a.stem = pick(sp.stems);
+  a.head = pick(sp.heads);
+  for (const auto& st : sp.stages)
+    a.stages.push_back({pick(st.depths), pick(st.widths), pick(st.kernels), pick(st.expands), st.stride});
+  return a;
+}
+}  // namespace
+
+std::string SearchSpace::to_json() const {
+  nlohmann::json j;
+  j["name"] = name;
+  j["family"] = family;
+  j["resolutions"] = resolutions;
+  j["stems"] = stems;
+  j["heads"] = heads;
+  j["in_channels"] = in_channels;
+  j["classes"] = classes;
+  for (const Stage& st : stages)
+    j["stages"].push_back({{"depths", st.depths}, {"widths", st.widths}, {"kernels", st.kernels},
+                           {"expands", st.expands}, {"stride", st.stride}});
+  return j.dump();
+}
+
+SearchSpace SearchSpace::from_json(const std::string& text) {
+  SearchSpace sp;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    sp.name = j.at("name").get<std::string>();
+    sp.family = j.at("family").get<std::string>();
+    sp.resolutions = j.at("resolutions").get<std::vector<int64_t>>();
+    sp.stems = j.at("stems").get<std::vector<int64_t>>();
+    sp.heads = j.at("heads").get<std::vector<int64_t>>();
+    sp.in_channels = j.at("in_channels").get<int64_t>();
+    sp.classes = j.at("classes").get<int64_t>();
+    for (const auto& st : j.at("stages")) {
+      Stage s;
+      s.depths = st.at("depths").get<std::vector<int64_t>>();
+      s.widths = st.at("widths").get<std::vector<int64_t>>();
+      s.kernels = st.at("kernels").get<std::vector<int64_t>>();
+      s.expands = st.at("expands").get<std::vector<int64_t>>();
+      s.stride = st.at("stride").get<int64_t>();
+      sp.stages.push_back(s);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    TAILOR_FAIL("search space JSON: ", e.what());
+  }
+  TAILOR_CHECK(sp.family == "resnet" || sp.family == "mobilenet", "search space JSON: unknown family '", sp.family,
+               "' (resnet, mobilenet)");
+  TAILOR_CHECK(!sp.stages.empty() && !sp.resolutions.empty() && !sp.stems.empty() && !sp.heads.empty(),
+               "search space JSON: '", sp.name, "' has an empty list of choices");
+  for (const Stage& st : sp.stages)
+    TAILOR_CHECK(!st.depths.empty() && !st.widths.empty() && !st.kernels.empty() && !st.expands.empty(),
+                 "search space JSON: '", sp.name, "' has a stage with an empty list of choices");
+  return sp;
+}
+
+ArchConfig SearchSpace::largest() const { return extreme(*this, true); }
+ArchConfig SearchSpace::smallest() const { return extreme(*this, false); }
+ZooOptions SearchSpace::zoo_options(uint64_t seed) const {
+  return ZooOptions().in_channels(in_channels).num_classes(classes).seed(seed);
 }
 
 }  // namespace tailor::models

@@ -77,8 +77,9 @@ TORCH_MODULE(Bottleneck);
 // The ResNet family: a 7x7 stride-2 stem and max pooling, then stages of basic blocks (expand 1) or bottlenecks
 // (expand > 1) named layer1, layer2, ... as torchvision names them.
 struct ResNetImpl : nn::Module {
-  ResNetImpl(const ArchConfig& a, const ZooOptions& o) {
-    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(o.in_channels_, a.stem, 7).stride(2).padding(3).bias(false)));
+  ResNetImpl(const ArchConfig& a, const ZooOptions& o) : small_input(a.resolution <= 32) {
+    conv1 = register_module("conv1", small_input ? conv(o.in_channels_, a.stem, 3)
+                                                 : nn::Conv2d(nn::Conv2dOptions(o.in_channels_, a.stem, 7).stride(2).padding(3).bias(false)));
     bn1 = register_module("bn1", nn::BatchNorm2d(a.stem));
     int64_t in = a.stem;
     for (size_t i = 0; i < a.stages.size(); ++i) {
@@ -97,11 +98,13 @@ struct ResNetImpl : nn::Module {
     fc = register_module("fc", nn::Linear(in, o.num_classes_));
   }
   torch::Tensor forward(torch::Tensor x) {
-    x = torch::max_pool2d(torch::relu(bn1(conv1(x))), 3, 2, 1);
+    x = torch::relu(bn1(conv1(x)));
+    if (!small_input) x = torch::max_pool2d(x, 3, 2, 1);
     for (auto& s : stages) x = s->forward(x);
     x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
     return fc(x);
   }
+  bool small_input;
   nn::Conv2d conv1{nullptr};
   nn::BatchNorm2d bn1{nullptr};
   std::vector<Seq> stages;
@@ -130,7 +133,7 @@ struct MobileNetV2Impl : nn::Module {
   MobileNetV2Impl(const ArchConfig& a, const ZooOptions& o) {
     int64_t in = a.stem;
     Seq f;
-    f->push_back(conv_bn(o.in_channels_, in, 3, 2, 1, true));
+    f->push_back(conv_bn(o.in_channels_, in, 3, a.resolution <= 32 ? 1 : 2, 1, true));
     for (const StageConfig& st : a.stages)
       for (int64_t i = 0; i < st.depth; ++i) {
         f->push_back(InvertedResidual(in, st.width, i == 0 ? st.stride : 1, st.expand, st.kernel));

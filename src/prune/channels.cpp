@@ -760,6 +760,22 @@ GraphModule clone_module(const GraphModuleImpl& module) {
   return copy;
 }
 
+void assign_module(GraphModuleImpl& dst, const GraphModuleImpl& src) {
+  torch::NoGradGuard no_grad;
+  const auto buffers = src.buffer_names();
+  const std::set<std::string> buffer_set(buffers.begin(), buffers.end());
+  for (const auto& [name, t] : src.tensors()) {
+    const bool buffer = buffer_set.count(name) != 0;
+    if (dst.has_tensor(name) && dst.is_buffer(name) == buffer)
+      dst.set_tensor(name, t.detach().clone());
+    else
+      dst.add_tensor(name, t.detach().clone(), buffer);
+  }
+  dst.mutable_graph() = src.graph();
+  dst.drop_unused_tensors();
+  dst.recompile();
+}
+
 std::vector<std::pair<std::string, std::vector<double>>> channel_sensitivity(
     const GraphModuleImpl& module, const std::vector<std::vector<int64_t>>& input_shapes,
     const std::vector<double>& ratios, const std::function<double(GraphModuleImpl&)>& evaluate, Criterion criterion) {

@@ -101,21 +101,7 @@ int insert_fake_quant(GraphModuleImpl& m, int value, const QParams& qp, const st
   return out;
 }
 
-// Copies a successfully transformed clone back into the caller's module (so failures leave it untouched).
-void adopt(GraphModuleImpl& dst, GraphModuleImpl& src) {
-  torch::NoGradGuard no_grad;
-  const auto buffers = src.buffer_names();
-  const std::set<std::string> buffer_set(buffers.begin(), buffers.end());
-  for (const auto& [name, t] : src.tensors()) {
-    if (dst.has_tensor(name) && dst.is_buffer(name) == (buffer_set.count(name) != 0))
-      dst.set_tensor(name, t.detach().clone());
-    else
-      dst.add_tensor(name, t.detach().clone(), buffer_set.count(name) != 0);
-  }
-  dst.mutable_graph() = src.graph();
-  dst.drop_unused_tensors();
-  dst.recompile();
-}
+void adopt(GraphModuleImpl& dst, GraphModuleImpl& src) { assign_module(dst, src); }
 
 GraphModule prepared_clone(const GraphModuleImpl& module) {
   for (int id : module.graph().order())

@@ -268,6 +268,7 @@ TrainResult fit(Model& student, Model* teacher, const data::Dataset& train, cons
   TAILOR_CHECK(o.batch_size > 0, "batch size must be positive, got ", o.batch_size);
   TAILOR_CHECK(o.lr > 0, "learning rate must be positive, got ", o.lr);
   TAILOR_CHECK(o.patience >= 0, "patience must be >= 0, got ", o.patience);
+  TAILOR_CHECK(!(o.objective && teacher), "a training objective and a teacher cannot be given together");
   o.schedule.at(o.lr, 0, 1, 1);  // validates the schedule's kind
   const int world = o.distributed ? o.distributed->world_size() : 1;
   const int rank = o.distributed ? o.distributed->rank() : 0;
@@ -362,9 +363,11 @@ TrainResult fit(Model& student, Model* teacher, const data::Dataset& train, cons
       lr = o.schedule.at(o.lr, step, total_steps, steps_per_epoch);
       for (auto& group : opt->param_groups()) group.options().set_lr(lr);
       opt->zero_grad();
-      auto [s_logits, s_taps] = student.forward(b.images, student_taps);
       torch::Tensor loss;
-      if (teacher) {
+      if (o.objective) {
+        loss = o.objective(b.images, b.labels, step);
+      } else if (teacher) {
+        auto [s_logits, s_taps] = student.forward(b.images, student_taps);
         torch::Tensor t_logits;
         std::map<std::string, torch::Tensor> t_taps;
         if (use_cache) {
@@ -375,7 +378,7 @@ TrainResult fit(Model& student, Model* teacher, const data::Dataset& train, cons
         }
         loss = loss_fn->forward(s_logits, t_logits, b.labels, s_taps, t_taps).total;
       } else {
-        loss = F::cross_entropy(s_logits, b.labels);
+        loss = F::cross_entropy(student.forward(b.images, student_taps).first, b.labels);
       }
       TAILOR_CHECK(std::isfinite(loss.item<double>()), "the training loss became ", loss.item<double>(), " at epoch ",
                    epoch, " step ", step + 1, " (learning rate ", lr, "); lower it");

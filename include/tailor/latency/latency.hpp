@@ -46,6 +46,15 @@ struct KernelList {
 };
 KernelList kernels_of(const Executable& exe);
 
+/// How the latency model compiles a model for `target` (its threads; the ISA cap is process-wide, set by
+/// Target::here): measurement, prediction and re-measurement after search all compile this way.
+inline CompileOptions compile_options(const std::vector<int64_t>& input_shape, const Target& target) {
+  CompileOptions c;
+  c.input_shapes = {input_shape};
+  c.threads = target.threads;
+  return c;
+}
+
 /// A kernel measured in the context of a whole model.
 struct KernelSample {
   Kernel kernel;

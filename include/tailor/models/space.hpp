@@ -28,6 +28,8 @@ struct StageConfig {
 /// One architecture. Text form: `family@resolution:stem:stages[:head]`, stages comma-separated as
 /// `{depth}x{width}k{kernel}[e{expand}][s{stride}]`, e.g. resnet18 is
 /// `resnet@224:64:2x64k3,2x128k3s2,2x256k3s2,2x512k3s2`; the head is MobileNet's last 1x1 width (default 1280).
+/// Resolutions of 32 and below get a small-input stem, as CIFAR-style networks have: ResNet's 7x7 stride-2
+/// convolution and max pooling become one 3x3 stride-1 convolution, MobileNet's first convolution has stride 1.
 struct ArchConfig {
   std::string family = "resnet";  ///< "resnet" or "mobilenet"
   int64_t resolution = 224;
@@ -69,10 +71,14 @@ struct SearchSpace {
   std::string family;
   std::vector<int64_t> resolutions, stems, heads;
   std::vector<Stage> stages;
+  int64_t in_channels = 3;   ///< of the input images
+  int64_t classes = 1000;    ///< of the classifier
 
   /// "resnet" (ResNet-18/50-style: depth 1-4, widths 0.25-1x of 64..512, kernels 3/5, basic or bottleneck,
   /// resolution 64-160) or "mobilenet" (MobileNetV2-style: depth 1-4, width 0.5-1.25x, kernels 3/5/7,
-  /// expansion 3/4/6, resolution 64-160). Unknown names fail listing these.
+  /// expansion 3/4/6, resolution 64-160), and for 28x28 grey images with 10 classes (Fashion-MNIST)
+  /// "fashion-resnet" (3 stages of basic blocks, depth 1-2, widths 8-64, kernels 3/5) and "fashion-mobilenet"
+  /// (3 stages, depth 1-3, widths 8-64, kernels 3/5/7, expansion 3/4/6). Unknown names fail listing these.
   static SearchSpace named(const std::string& name);
   static std::vector<std::string> names();
   /// Every choice uniformly at random.
@@ -81,6 +87,17 @@ struct SearchSpace {
   ArchConfig mutate(const ArchConfig& parent, std::mt19937_64& rng, double p = 0.2) const;
   /// Whether every value of `config` is one of this space's choices.
   bool contains(const ArchConfig& config) const;
+  /// Why `config` is not in the space ("" when it is): the first part whose value is not a choice, and the choices.
+  std::string why_not(const ArchConfig& config) const;
+  /// Every choice at its largest (or smallest) value.
+  ArchConfig largest() const;
+  ArchConfig smallest() const;
+  /// The zoo options that build this space's networks (input channels, classes) from `seed`.
+  ZooOptions zoo_options(uint64_t seed = 0) const;
+  /// JSON form (every field), so that spaces built in code travel with what was made from them.
+  std::string to_json() const;
+  /// Reads the JSON form; a missing or mistyped field fails naming it.
+  static SearchSpace from_json(const std::string& text);
 };
 
 }  // namespace tailor::models

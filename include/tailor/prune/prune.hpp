@@ -144,4 +144,8 @@ std::vector<std::pair<std::string, std::vector<double>>> channel_sensitivity(
 /// A deep copy (tensors cloned) of a GraphModule: what sensitivity analysis and sweeps prune.
 GraphModule clone_module(const GraphModuleImpl& module);
 
+/// Makes `dst` a copy of `src` (graph and tensors cloned; dst's provenance kept): transformations that work on a
+/// clone copy it back only when they succeed, and passes that emit a new model (search) replace the one given.
+void assign_module(GraphModuleImpl& dst, const GraphModuleImpl& src);
+
 }  // namespace tailor

@@ -153,6 +153,9 @@ struct TrainOptions {
   std::function<bool(const EpochLog&)> on_epoch;
   /// Data-parallel ranks (nullptr: one process).
   std::shared_ptr<Distributed> distributed;
+  /// Replaces the student's forward and loss at each step and returns the loss to back-propagate: for objectives
+  /// that run the model several times per step (a weight-sharing supernet's sandwich of subnets). No teacher.
+  std::function<torch::Tensor(const torch::Tensor& images, const torch::Tensor& labels, int64_t step)> objective;
 };
 
 struct TrainResult {

@@ -34,8 +34,8 @@ class TrainingPass : public Pass {
   Option<bool> resume{this, "resume", TrainOptions{}.resume, "continue from the checkpoint when it exists"};
 
  protected:
-  /// Trains `module` (with `teacher` when not null) and reports the run as statistics.
-  void train_module(GraphModuleImpl& module, Model* teacher, const DistillOptions& distill, PassContext& context) const {
+  /// The training options these pass options describe (ranks and quietness from the context).
+  TrainOptions train_options(const PassContext& context) const {
     TrainOptions o;
     o.epochs = static_cast<int>(*epochs);
     o.batch_size = batch_size;
@@ -54,12 +54,30 @@ class TrainingPass : public Pass {
     o.resume = resume;
     o.distributed = context.distributed;
     o.progress = !context.quiet && (!o.distributed || o.distributed->rank() == 0);
-    const auto root = tailor::data::fashion_mnist_root();
-    const auto train_set = tailor::data::load_fashion_mnist(tailor::data::Split::Train, root, limit);
-    tailor::data::Dataset eval_set;
-    if (*eval_limit != 0) eval_set = tailor::data::load_fashion_mnist(tailor::data::Split::Test, root, eval_limit);
+    return o;
+  }
+  /// The training split (the first `limit` images).
+  tailor::data::Dataset training_set() const {
+    return tailor::data::load_fashion_mnist(tailor::data::Split::Train, tailor::data::fashion_mnist_root(), limit);
+  }
+  /// The per-epoch evaluation data (the first `eval_limit` test images); empty without evaluation.
+  tailor::data::Dataset eval_set() const {
+    if (*eval_limit == 0) return {};
+    return tailor::data::load_fashion_mnist(tailor::data::Split::Test, tailor::data::fashion_mnist_root(), eval_limit);
+  }
+
+  /// Trains `module` (with `teacher` when not null) and reports the run as statistics.
+  void train_module(GraphModuleImpl& module, Model* teacher, const DistillOptions& distill, PassContext& context) const {
+    const TrainOptions o = train_options(context);
+    const auto train_set = training_set();
+    const auto evaluation = eval_set();
     Model student = as_model(module, teacher ? "student" : "model");
-    const TrainResult r = fit(student, teacher, train_set, *eval_limit != 0 ? &eval_set : nullptr, o, distill);
+    const TrainResult r = fit(student, teacher, train_set, *eval_limit != 0 ? &evaluation : nullptr, o, distill);
+    report(r, o, context);
+  }
+
+  /// The run's statistics: epochs, steps, time, losses, learning rates, speed, and top-1 with evaluation.
+  void report(const TrainResult& r, const TrainOptions& o, PassContext& context) const {
     context.stat("epochs", static_cast<int64_t>(r.history.size()));
     context.stat("steps", r.steps);
     context.stat("train_seconds", r.seconds);
