@@ -1,0 +1,265 @@
+// Architecture search, measured on Fashion-MNIST (onednn-cpu, 1 thread, the machine it runs on).
+//
+//   bench_nas search   --table T.json [--space fashion-resnet] [--limit N] [--validation V] [--epochs E]
+//                      [--finetune F] [--evaluations K] [--seed S]
+//   bench_nas netadapt --table T.json [--limit N] [--validation V] [--epochs E] [--finetune F] [--seed S]
+//
+// search: one supernet trained for E epochs (sandwich rule); at three latency budgets (a quarter, half and three
+// quarters of the way from the smallest to the largest architecture's predicted latency) evolution and random
+// search each evaluate K subnets on the validation split; the best evolved subnet is fine-tuned F epochs. Against
+// it, the largest architecture scaled uniformly (width x0.25, 0.5, 0.75, 1.0), each trained from scratch F epochs.
+// Everything is re-measured in one interleaved timing; test accuracy on the Fashion-MNIST test split.
+// netadapt: fashion-resnet trained E epochs, then at two budgets NetAdapt against uniform L1 channel pruning
+// brought to NetAdapt's measured latency by bisection, given the same number of fine-tuning images.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <tailor/tailor.hpp>
+
+using namespace tailor;
+using models::ArchConfig;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double test_top1(GraphModuleImpl& m, const data::Dataset& test) {
+  train::Model model = train::as_model(m);
+  return train::accuracy(model, test);
+}
+
+train::TrainOptions train_options(int epochs, uint64_t seed) {
+  train::TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 128;
+  o.lr = 0.05;
+  o.seed = seed;
+  o.progress = false;
+  return o;
+}
+
+// The largest architecture with every width (stem, stages, head) scaled by `m`.
+ArchConfig scaled(ArchConfig a, double m) {
+  auto s = [m](int64_t w) { return std::max<int64_t>(4, static_cast<int64_t>(std::lround(w * m))); };
+  a.stem = s(a.stem);
+  for (auto& st : a.stages) st.width = s(st.width);
+  a.head = s(a.head);
+  return a;
+}
+
+struct Args {
+  std::string table, space = "fashion-resnet";
+  int64_t limit = 20000, validation = 2000, evaluations = 30;
+  int epochs = 4, finetune = 2;
+  uint64_t seed = 0;
+};
+
+int search_bench(const Args& a) {
+  const models::SearchSpace sp = nas::load_space(a.space);
+  auto table = nas::latency_table("onednn-cpu", a.table, {});
+  const auto all = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), a.limit);
+  const auto split = nas::split_validation(all, a.validation);
+  const auto test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), -1);
+  std::printf("target: %s\ndata: %lld training, %lld validation, %lld test images; supernet %d epochs, fine-tune %d "
+              "epochs, %lld evaluations per search, seed %llu\n\n",
+              table->target().str().c_str(), static_cast<long long>(split.train.size()),
+              static_cast<long long>(split.validation.size()), static_cast<long long>(test.size()), a.epochs,
+              a.finetune, static_cast<long long>(a.evaluations), static_cast<unsigned long long>(a.seed));
+
+  auto t0 = std::chrono::steady_clock::now();
+  nas::Supernet net(sp, a.seed);
+  nas::SupernetTrainOptions so;
+  so.train = train_options(a.epochs, a.seed);
+  so.train.progress = true;
+  nas::train_supernet(net, split.train, nullptr, so);
+  const double train_s = seconds_since(t0);
+
+  nas::Constraints probe;
+  probe.latency = {{1e9, table, "onednn-cpu"}};
+  const double small_ms = nas::describe(sp, sp.smallest(), probe).predicted_ms[0];
+  const double large_ms = nas::describe(sp, sp.largest(), probe).predicted_ms[0];
+  std::printf("supernet: %.0f s; predicted latency smallest %.3f ms, largest %.3f ms\n\n", train_s, small_ms, large_ms);
+
+  struct Row {
+    std::string name;
+    ArchConfig config;
+    double budget = 0, predicted = 0, val_evo = 0, val_random = 0, test_extracted = 0, test = 0, search_s = 0;
+    GraphModule module{nullptr};
+  };
+  std::vector<Row> rows;
+  const nas::Evaluator evaluate = nas::supernet_evaluator(net, split.train, split.validation, 8);
+  for (double f : {0.25, 0.5, 0.75}) {
+    Row r;
+    r.budget = small_ms + f * (large_ms - small_ms);
+    nas::Constraints k;
+    k.latency = {{r.budget, table, "onednn-cpu"}};
+    nas::SearchOptions o;
+    o.evaluations = static_cast<int>(a.evaluations);
+    o.population = std::max(4, static_cast<int>(a.evaluations / 3));
+    o.seed = a.seed;
+    o.seconds_per_model = 1.0;
+    t0 = std::chrono::steady_clock::now();
+    const auto evo = nas::search(sp, k, evaluate, o);
+    r.search_s = seconds_since(t0);
+    o.algorithm = "random";
+    const auto rnd = nas::search(sp, k, evaluate, o);
+    r.config = evo.best().config;
+    r.predicted = evo.best().predicted_ms[0];
+    r.val_evo = evo.best().accuracy;
+    r.val_random = rnd.best().accuracy;
+    std::printf("budget %.3f ms: evolution %.2f%% (%s), random %.2f%%; measured/predicted up to %.2f; %zu over "
+                "budget when measured; search %.0f s\n",
+                r.budget, 100 * r.val_evo, r.config.str().c_str(), 100 * r.val_random,
+                evo.max_measured_over_predicted, evo.over_budget.size(), r.search_s);
+    std::fflush(stdout);
+    r.module = nas::subnet(net, r.config, split.train, 8);
+    r.test_extracted = test_top1(*r.module, test);
+    train::finetune(r.module, split.train, nullptr, train_options(a.finetune, a.seed));
+    r.test = test_top1(*r.module, test);
+    r.name = "searched @ " + std::to_string(r.budget).substr(0, 5) + " ms";
+    rows.push_back(std::move(r));
+  }
+  for (double m : {0.25, 0.5, 0.75, 1.0}) {
+    Row r;
+    r.config = scaled(sp.largest(), m);
+    r.name = "uniform x" + std::to_string(m).substr(0, 4);
+    r.module = models::capture_arch(r.config, sp.zoo_options(a.seed));
+    train::finetune(r.module, split.train, nullptr, train_options(a.finetune, a.seed));
+    r.test = test_top1(*r.module, test);
+    r.predicted = table->predict(latency::detect_kernels(*r.module, r.config.input_shape(1), table->target())).total_ms;
+    rows.push_back(std::move(r));
+  }
+  std::vector<GraphModule> modules;
+  std::vector<std::vector<int64_t>> shapes;
+  for (const auto& r : rows) {
+    modules.push_back(r.module);
+    shapes.push_back(r.config.input_shape(sp.in_channels));
+  }
+  const auto measured = nas::measure_latency(modules, shapes, table->target(), 3.0);
+  std::printf("\n| model | configuration | budget ms | predicted ms | measured ms | val top-1 evolution | val top-1 random "
+              "| test top-1 extracted | test top-1 after %d epochs |\n|---|---|---|---|---|---|---|---|---|\n",
+              a.finetune);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const Row& r = rows[i];
+    auto pct = [](double v) { return v > 0 ? std::to_string(100 * v).substr(0, 5) : std::string("-"); };
+    std::printf("| %s | `%s` | %s | %.3f | %.3f | %s | %s | %s | %s |\n", r.name.c_str(), r.config.str().c_str(),
+                r.budget > 0 ? std::to_string(r.budget).substr(0, 5).c_str() : "-", r.predicted, measured[i],
+                pct(r.val_evo).c_str(), pct(r.val_random).c_str(), pct(r.test_extracted).c_str(), pct(r.test).c_str());
+  }
+  // Each searched subnet against the uniform models: the best one no slower (measured), and the fastest one at
+  // least as accurate.
+  std::printf("\n| budget ms | searched test top-1 | best uniform at <= its measured latency | points | fastest uniform "
+              "at >= its accuracy | speed-up |\n|---|---|---|---|---|---|\n");
+  for (size_t i = 0; i < 3; ++i) {
+    double best_acc = -1, fastest = -1;
+    for (size_t j = 3; j < rows.size(); ++j) {
+      if (measured[j] <= measured[i] * 1.02) best_acc = std::max(best_acc, rows[j].test);
+      if (rows[j].test >= rows[i].test && (fastest < 0 || measured[j] < fastest)) fastest = measured[j];
+    }
+    std::printf("| %.3f | %.2f%% | %s | %s | %s | %s |\n", rows[i].budget, 100 * rows[i].test,
+                best_acc < 0 ? "none that fast" : (std::to_string(100 * best_acc).substr(0, 5) + "%").c_str(),
+                best_acc < 0 ? "-" : std::to_string(100 * (rows[i].test - best_acc)).substr(0, 5).c_str(),
+                fastest < 0 ? "none as accurate" : (std::to_string(fastest).substr(0, 5) + " ms").c_str(),
+                fastest < 0 ? "-" : (std::to_string(fastest / measured[i]).substr(0, 4) + "x").c_str());
+  }
+  return 0;
+}
+
+int netadapt_bench(const Args& a) {
+  auto table = nas::latency_table("onednn-cpu", a.table, {});
+  const auto all = data::load_fashion_mnist(data::Split::Train, data::fashion_mnist_root(), a.limit);
+  const auto split = nas::split_validation(all, a.validation);
+  const auto test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), -1);
+  const std::vector<int64_t> shape{1, 1, 28, 28};
+  GraphModule base = models::capture_model("fashion-resnet", models::ZooOptions().seed(a.seed));
+  train::finetune(base, split.train, nullptr, train_options(a.epochs, a.seed));
+  auto predict = [&](GraphModuleImpl& m) {
+    return table->predict(latency::detect_kernels(m, shape, table->target())).total_ms;
+  };
+  const double start = predict(*base);
+  std::printf("target: %s\nfashion-resnet trained %d epochs: test %.2f%%, predicted %.3f ms\n\n",
+              table->target().str().c_str(), a.epochs, 100 * test_top1(*base, test), start);
+  std::printf("| budget ms | method | measured ms | fine-tuning images | test top-1 |\n|---|---|---|---|---|\n");
+  for (double f : {0.9, 0.8}) {
+    GraphModule na = clone_module(*base);
+    nas::NetAdaptOptions o;
+    o.table = table;
+    o.input_shape = shape;
+    o.budget_ms = f * start;
+    o.short_term = train_options(1, a.seed);
+    o.short_term_images = 2000;
+    o.long_term = train_options(a.finetune, a.seed);
+    o.progress = [](int it, double ms, double acc, const std::string& g) {
+      std::fprintf(stderr, "  netadapt %d: %s -> %.3f ms, validation %.2f%%\n", it, g.c_str(), ms, 100 * acc);
+    };
+    const auto r = nas::netadapt(*na, split.train, split.validation, o);
+    int64_t proposals = 0;
+    for (const auto& it : r.iterations) proposals += it.proposals;
+    const int64_t images = proposals * o.short_term_images + a.finetune * split.train.size();
+    const double na_ms = nas::measure_latency({na}, {shape}, table->target(), 3.0)[0];
+    // Uniform L1 pruning at the ratio whose measured latency matches NetAdapt's, fine-tuned on as many images.
+    double lo = 0, hi = 0.9;
+    GraphModule uni{nullptr};
+    for (int i = 0; i < 7; ++i) {
+      const double mid = (lo + hi) / 2;
+      GraphModule c = clone_module(*base);
+      ChannelPruneOptions po;
+      po.ratio = mid;
+      prune_channels(*c, {shape}, po);
+      const double ms = nas::measure_latency({c}, {shape}, table->target(), 1.0)[0];
+      if (ms > na_ms) lo = mid; else { hi = mid; uni = c; }
+    }
+    if (!uni) {
+      uni = clone_module(*base);
+      ChannelPruneOptions po;
+      po.ratio = hi;
+      prune_channels(*uni, {shape}, po);
+    }
+    train::TrainOptions ft = train_options(1, a.seed);
+    ft.epochs = static_cast<int>(std::max<int64_t>(1, std::lround(static_cast<double>(images) / split.train.size())));
+    train::finetune(uni, split.train, nullptr, ft);
+    const auto both = nas::measure_latency({na, uni}, {shape, shape}, table->target(), 3.0);
+    std::printf("| %.3f | NetAdapt (%zu iterations) | %.3f | %lld | %.2f%% |\n", o.budget_ms, r.iterations.size(),
+                both[0], static_cast<long long>(images), 100 * test_top1(*na, test));
+    std::printf("| %.3f | uniform L1 ratio %.3f | %.3f | %lld | %.2f%% |\n", o.budget_ms, hi, both[1],
+                static_cast<long long>(ft.epochs * split.train.size()), 100 * test_top1(*uni, test));
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"architecture search benchmarks"};
+  Args a;
+  std::string mode;
+  app.add_option("mode", mode, "search or netadapt")->required();
+  app.add_option("--table", a.table, "latency table of onednn-cpu, 1 thread, on this machine")->required();
+  app.add_option("--space", a.space);
+  app.add_option("--limit", a.limit);
+  app.add_option("--validation", a.validation);
+  app.add_option("--epochs", a.epochs);
+  app.add_option("--finetune", a.finetune);
+  app.add_option("--evaluations", a.evaluations);
+  app.add_option("--seed", a.seed);
+  CLI11_PARSE(app, argc, argv);
+  torch::set_num_threads(2);
+  try {
+    if (mode == "search") return search_bench(a);
+    if (mode == "netadapt") return netadapt_bench(a);
+    std::fprintf(stderr, "mode must be search or netadapt\n");
+    return 2;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.message().c_str());
+    return 1;
+  }
+}
