@@ -219,7 +219,6 @@ class SearchState {
   }
   void add(const std::string& config, double accuracy) {
     accuracy_[config] = accuracy;
-    order_.push_back(config);
     if (file_.empty()) return;
     json j = {{"key", key_}, {"evaluated", json::array()}};
     for (const auto& [c, a] : accuracy_) j["evaluated"].push_back({{"config", c}, {"accuracy", a}});
@@ -235,7 +234,6 @@ class SearchState {
  private:
   std::string file_, key_;
   std::map<std::string, double> accuracy_;
-  std::vector<std::string> order_;
 };
 
 double latency_key(const Candidate& c) { return c.predicted_ms.empty() ? c.macs : c.predicted_ms.front(); }

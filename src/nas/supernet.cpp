@@ -258,7 +258,7 @@ torch::Tensor SupernetImpl::subnet_tensor(const ArchConfig& config, const std::s
   TAILOR_CHECK(w.dim() == static_cast<int64_t>(shape.size()), "supernet tensor '", stored, "' has ", w.dim(),
                " dimensions; ", name, " of ", config.str(), " needs ", shape.size());
   const int64_t spatial_from = w.dim() == 4 ? 2 : w.dim();
-  for (int64_t d = 0; d < std::min<int64_t>(w.dim(), spatial_from); ++d) {
+  for (int64_t d = 0; d < spatial_from; ++d) {
     TAILOR_CHECK(shape[d] <= w.size(d), "supernet tensor '", stored, "' is ", w.sizes(), "; ", name, " of ",
                  config.str(), " needs ", c10::IntArrayRef(shape));
     if (shape[d] < w.size(d)) w = w.narrow(d, 0, shape[d]);
