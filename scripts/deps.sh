@@ -4,8 +4,9 @@ set -euo pipefail
 PACKAGES=(
   cmake ninja-build g++ ccache pkg-config
   libtorch-dev libgloo-dev libdnnl-dev libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev catch2 zlib1g-dev libxgboost-dev
+  libonnx-dev libprotobuf-dev     # ONNX export (the ONNX library Debian's LibTorch links already)
   libopenblas0-openmp            # a real BLAS for LibTorch (the default reference BLAS is ~50x slower)
-  python3-torch python3-torchvision  # test fixtures and peer comparisons only
+  python3-torch python3-torchvision python3-onnx  # test fixtures and peer comparisons only
   dataset-fashion-mnist
 )
 missing=()
@@ -19,3 +20,11 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# ONNX Runtime (npm's onnxruntime-node) for the ONNX round-trip tests and peer benchmarks; skipped with a
+# message where Node.js or the npm registry is missing.
+if ! command -v node >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm || true
+fi
+bash "$(dirname "$0")/ort.sh" >/dev/null

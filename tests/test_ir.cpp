@@ -291,6 +291,11 @@ TEST_CASE("the op table defines every op kind the IR knows, each with all of its
     CHECK(d.macs);         // no_cost says "none" explicitly
     CHECK(d.flops);
     CHECK(d.torchscript);  // constants spell themselves where they are read: an empty statement, explicitly
+    // The ONNX exporter folds constants, writes parameters as initializers and follows lists and tuples; every
+    // other kind has its own ONNX spelling.
+    const std::set<std::string> structural = {ops::kConstant, ops::kParam, ops::kList, ops::kListUnpack, ops::kTuple,
+                                              ops::kTupleUnpack};
+    CHECK(static_cast<bool>(d.onnx) == !structural.count(kind));
     CHECK(d.arity.inputs >= -1);
     known.insert(kind);
   }

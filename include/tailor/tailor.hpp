@@ -9,6 +9,7 @@
 #include "tailor/core/text.hpp"
 #include "tailor/data/fashion_mnist.hpp"
 #include "tailor/export/export.hpp"
+#include "tailor/export/onnx.hpp"
 #include "tailor/ir/analysis.hpp"
 #include "tailor/ir/graph.hpp"
 #include "tailor/ir/graph_module.hpp"

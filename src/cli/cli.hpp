@@ -59,6 +59,10 @@ struct TransformRun {
   int64_t calib_batches = 8;
   int64_t batch_size = 64;
   std::string teacher;         ///< for passes that need one
+  /// torchscript, onnx, or both comma-separated: the first goes to `output`, the second to the same name with
+  /// the other extension (.pt / .onnx).
+  std::string format = "torchscript";
+  bool dynamic_batch = false;  ///< ONNX: a symbolic batch dimension
   bool distributed = false;    ///< join `tailor launch` ranks from the environment
   bool print_pipeline = false;
   bool json = false;

@@ -3,6 +3,8 @@
 // do the same thing and leave the same provenance in the model file.
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -112,12 +114,33 @@ void print_record(const PassRecord& r) {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> output_files(const std::string& output, const std::string& formats) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream in(formats);
+  std::string format;
+  while (std::getline(in, format, ',')) {
+    TAILOR_CHECK(format == "torchscript" || format == "onnx", "unknown --format '", format,
+                 "' (valid: torchscript, onnx, or both as torchscript,onnx)");
+    TAILOR_CHECK(format != "onnx" || onnx_export_available(),
+                 "--format onnx: this tailor was built without ONNX export (install libonnx-dev and rebuild)");
+    for (const auto& [f, p] : out) TAILOR_CHECK(f != format, "--format names ", format, " twice");
+    std::string path = output;
+    if (!out.empty()) path = fs::path(output).replace_extension(format == "onnx" ? ".onnx" : ".pt").string();
+    TAILOR_CHECK(out.empty() || path != out.front().second, "-o '", output, "' needs an extension (.pt or .onnx) when ",
+                 "writing two formats");
+    out.emplace_back(format, path);
+  }
+  TAILOR_CHECK(!out.empty(), "--format is empty (valid: torchscript, onnx)");
+  return out;
+}
+
 int run_transform(TransformRun run) {
   if (run.print_pipeline) {
     std::cout << parse_pipeline(run.pipeline)->str(true) << "\n";
     return 0;
   }
   TAILOR_CHECK(!run.output.empty(), "-o/--output is required");
+  const std::vector<std::pair<std::string, std::string>> outputs = output_files(run.output, run.format);
   const auto pipeline = parse_pipeline(run.pipeline);  // unknown passes and bad options fail before any work
   const PassNeeds needs = needs_of(*pipeline);
   const std::vector<int64_t> shape = run.input.empty() ? default_shape(run.model) : parse_shape(run.input);
@@ -154,7 +177,24 @@ int run_transform(TransformRun run) {
   if (run.eval_limit != 0) report["top1_after"] = fashion_top1(*gm, run.eval_limit);
   const auto parent = fs::path(run.output).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
-  save(*gm, run.output);
+  // Every file is made in memory before any is written, so an export ONNX refuses leaves no TorchScript behind.
+  std::map<std::string, std::string> onnx_bytes;
+  for (const auto& [format, path] : outputs) {
+    if (format != "onnx") continue;
+    OnnxExportReport written;
+    onnx_bytes[path] = to_onnx(*gm, OnnxExportOptions({shape}).dynamic_batch(run.dynamic_batch), &written);
+    report["onnx"] = {{"file", path}, {"nodes", written.nodes}, {"initializers", written.initializers},
+                      {"quantize_nodes", written.quantize_nodes}, {"dequantize_nodes", written.dequantize_nodes},
+                      {"bytes", written.bytes}, {"dynamic_batch", run.dynamic_batch}};
+  }
+  for (const auto& [format, path] : outputs) {
+    if (format == "torchscript") save(*gm, path);
+    else write_file_atomically(path, onnx_bytes.at(path));
+  }
+  if (outputs.size() > 1) {
+    report["outputs"] = nlohmann::json::array();
+    for (const auto& [format, path] : outputs) report["outputs"].push_back({{"format", format}, {"file", path}});
+  }
 
   nlohmann::json passes = nlohmann::json::array();
   for (size_t i = earlier; i < gm->provenance().size(); ++i) passes.push_back(record_json(gm->provenance()[i]));
@@ -182,7 +222,8 @@ int run_transform(TransformRun run) {
 namespace {
 
 struct Common {
-  std::string model, input, output, data;
+  std::string model, input, output, data, format = "torchscript";
+  bool dynamic_batch = false;
   int64_t calib_batches = 8, batch_size = 64;
   bool json = false, quiet = false, print_pipeline = false;
 };
@@ -190,7 +231,10 @@ struct Common {
 void add_common(CLI::App* verb, Common& c, bool model_positional = true) {
   if (model_positional) verb->add_option("model", c.model, "TorchScript file or zoo model name")->required();
   verb->add_option("--input", c.input, "input shape, e.g. 1x3x224x224 (zoo models have a default)");
-  verb->add_option("-o,--output", c.output, "output .pt file (written when complete)");
+  verb->add_option("-o,--output", c.output, "output .pt or .onnx file (written when complete)");
+  verb->add_option("--format", c.format, "torchscript, onnx, or torchscript,onnx (the second file takes the other "
+                                         "extension)")->capture_default_str();
+  verb->add_flag("--dynamic-batch", c.dynamic_batch, "ONNX: a symbolic batch dimension instead of the --input batch");
   verb->add_flag("--json", c.json, "print a JSON report");
   verb->add_flag("-q,--quiet", c.quiet, "print nothing but errors");
   verb->add_flag("--print-pipeline", c.print_pipeline, "print the pipeline text this command runs, and stop");
@@ -215,6 +259,8 @@ TransformRun base_run(const Common& c, std::string pipeline) {
   r.json = c.json;
   r.quiet = c.quiet;
   r.print_pipeline = c.print_pipeline;
+  r.format = c.format;
+  r.dynamic_batch = c.dynamic_batch;
   return r;
 }
 
@@ -227,7 +273,7 @@ void add_convert(CLI::App& app, std::vector<std::function<int()>>& actions) {
   auto c = std::make_shared<Common>();
   auto pipeline = std::make_shared<std::string>();
   auto teacher = std::make_shared<std::string>();
-  auto* verb = app.add_subcommand("convert", "run a pipeline of registered passes and export TorchScript (+ tailor IR)");
+  auto* verb = app.add_subcommand("convert", "run a pipeline of registered passes and export TorchScript (+ tailor IR) or ONNX");
   add_common(verb, *c);
   verb->add_option("--pipeline", *pipeline, "passes to run, e.g. fold-batch-norm,remove-dropout,dce (tailor passes)");
   add_calibration(verb, *c, "quantize-static, prune-channels{criterion=taylor}, GPTQ");

@@ -609,6 +609,17 @@ std::pair<c10::IValue, std::map<int, torch::Tensor>> GraphModuleImpl::run_with_v
   return {collect_outputs(*program_, slots), tapped};
 }
 
+std::vector<c10::IValue> GraphModuleImpl::run_all_values(const std::vector<c10::IValue>& inputs) {
+  TAILOR_CHECK(inputs.size() == program_->inputs.size(), "the graph takes ", program_->inputs.size(),
+               " inputs, got ", inputs.size());
+  std::vector<c10::IValue> slots(program_->num_values);
+  for (size_t i = 0; i < inputs.size(); ++i) slots[program_->inputs[i]] = inputs[i];
+  std::set<int> keep;
+  for (int v = 0; v < program_->num_values; ++v) keep.insert(v);
+  detail::execute(*program_, slots, is_training(), &keep);
+  return slots;
+}
+
 void GraphModuleImpl::infer_shapes(const std::vector<std::vector<int64_t>>& input_shapes) {
   TAILOR_CHECK(input_shapes.size() == program_->inputs.size(), "the graph takes ", program_->inputs.size(),
                " inputs, ", input_shapes.size(), " shapes were given");

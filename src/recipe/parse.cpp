@@ -23,6 +23,7 @@
 #include "tailor/core/error.hpp"
 #include "tailor/data/fashion_mnist.hpp"
 #include "tailor/export/export.hpp"
+#include "tailor/export/onnx.hpp"
 #include "tailor/ir/analysis.hpp"
 #include "tailor/models/zoo.hpp"
 #include "tailor/pass/pass.hpp"
@@ -342,7 +343,28 @@ Recipe parse_recipe(const std::string& path) {
       }
     }
   }
-  if (root["output"]) r.output = P.text(root["output"], "output");
+  if (const auto o = root["output"]) {
+    if (o.IsMap()) {
+      P.keys(o, "output", {"folder", "formats"});
+      if (o["folder"]) r.output = P.text(o["folder"], "output.folder");
+      if (const auto f = o["formats"]) {
+        if (!f.IsSequence() || f.size() == 0) P.fail(f, "output.formats must be a list, e.g. [torchscript, onnx]");
+        r.formats.clear();
+        for (const auto& x : f) {
+          const auto format = P.text(x, "output.formats");
+          if (format != "torchscript" && format != "onnx") P.fail(x, "unknown format '", format, "'; valid: torchscript, onnx");
+          if (format == "onnx" && !onnx_export_available())
+            P.fail(x, "this tailor was built without ONNX export (install libonnx-dev and rebuild)");
+          if (std::find(r.formats.begin(), r.formats.end(), format) == r.formats.end()) r.formats.push_back(format);
+        }
+        // TorchScript is what tailor itself profiles and resumes from; it is always written.
+        if (std::find(r.formats.begin(), r.formats.end(), "torchscript") == r.formats.end())
+          r.formats.insert(r.formats.begin(), "torchscript");
+      }
+    } else {
+      r.output = P.text(o, "output");
+    }
+  }
   return r;
 }
 

@@ -24,6 +24,7 @@
 #include "tailor/core/error.hpp"
 #include "tailor/data/fashion_mnist.hpp"
 #include "tailor/export/export.hpp"
+#include "tailor/export/onnx.hpp"
 #include "tailor/ir/analysis.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/latency/latency.hpp"
@@ -127,6 +128,7 @@ class RecipeRun {
         << r_.train_limit << "|" << r_.seed << "|" << r_.data << "|" << r_.eval_limit << "|" << r_.batch << "|"
         << r_.threads << "|" << join(r_.backends);
     if (!r_.isa.empty()) key << "|isa=" << r_.isa;
+    if (r_.formats.size() > 1) key << "|formats=" << join(r_.formats);
     if (!r_.model_file.empty())
       key << "|" << fs::file_size(r_.model_file) << "|" << fs::last_write_time(r_.model_file).time_since_epoch().count();
     return key.str();
@@ -158,6 +160,11 @@ class RecipeRun {
     if (has_data_) {
       card.accuracy = data::top1_accuracy([&](const at::Tensor& x) { return m.forward(x); }, test_, 500);
       card.accuracy_data = "Fashion-MNIST test split (" + std::to_string(test_.size()) + " images)";
+    }
+    if (std::find(r_.formats.begin(), r_.formats.end(), "onnx") != r_.formats.end()) {
+      const std::string onnx = fs::path(file).replace_extension(".onnx").string();
+      export_onnx(m, onnx, OnnxExportOptions({r_.input_shape}).dynamic_batch(true));
+      card.onnx_file = fs::relative(onnx, out_).string();
     }
     save(m, file);
     card.file = fs::relative(file, out_).string();

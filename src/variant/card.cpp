@@ -35,6 +35,7 @@ json card_json(const VariantCard& c) {
             {"accuracy_data", c.accuracy_data},
             {"profiles", profiles}, {"flags", c.flags}};
   if (!c.predicted_ms.empty()) j["predicted_latency_ms"] = c.predicted_ms;
+  if (!c.onnx_file.empty()) j["onnx_file"] = c.onnx_file;
   return j;
 }
 
@@ -43,6 +44,7 @@ VariantCard card_from(const json& j, const std::string& where) {
   try {
     c.name = j.at("name").get<std::string>();
     c.file = j.value("file", "");
+    c.onnx_file = j.value("onnx_file", "");
     c.parent = j.value("parent", "");
     c.provenance = provenance_from_json(j.value("provenance", json::array()).dump());
     c.input_shapes = j.value("input_shapes", std::vector<std::vector<int64_t>>{});

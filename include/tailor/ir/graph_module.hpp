@@ -45,6 +45,9 @@ class GraphModuleImpl : public torch::nn::Module {
   /// the inputs of layers (calibration, GPTQ, bias correction).
   std::pair<c10::IValue, std::map<int, torch::Tensor>> run_with_value_taps(const std::vector<c10::IValue>& inputs,
                                                                           const std::vector<int>& values);
+  /// Runs the graph and returns every value it computed, by value id (None for values never computed): for
+  /// exporters that fold shape arithmetic at a given input shape.
+  std::vector<c10::IValue> run_all_values(const std::vector<c10::IValue>& inputs);
   const Graph& graph() const { return graph_; }
   /// Edits the graph in place; call `recompile()` afterwards (passes do this through PassContext).
   Graph& mutable_graph() { return graph_; }

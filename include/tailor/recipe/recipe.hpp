@@ -63,6 +63,8 @@ struct Recipe {
   std::map<std::string, double> latency_ms;    ///< p50 budget per backend
   std::map<std::string, double> predicted_latency_ms;  ///< budget per backend on the predicted p50 (needs a table)
   std::string output;                          ///< default output folder
+  /// Files written per variant: torchscript (always first) and optionally onnx (`output: {folder, formats}`).
+  std::vector<std::string> formats = {"torchscript"};
 };
 
 /// Parses and validates a recipe (passes exist, options have the declared types, files exist). Errors read

@@ -18,6 +18,7 @@ namespace tailor {
 struct VariantCard {
   std::string name;
   std::string file;    ///< the exported model, relative to the manifest's folder when written by a run
+  std::string onnx_file;  ///< the same variant as ONNX (QDQ when quantized), when the run exported one
   std::string parent;  ///< the variant this one was derived from (empty for a baseline)
   std::vector<PassRecord> provenance;  ///< passes with their options, in the order they ran
   std::vector<std::vector<int64_t>> input_shapes;

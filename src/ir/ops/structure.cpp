@@ -63,9 +63,11 @@ std::string unpack(const TorchScriptArgs& a) { return a.node().outputs.size() ==
 
 }  // namespace
 
+// Constants, parameters, lists, tuples and their unpacking have no ONNX spelling: the exporter folds them,
+// writes parameters as initializers and follows lists of tensors to their elements.
 void add_structure_ops(std::vector<OpDef>& t) {
   t.push_back({kConstant, Arity{0, 1}, no_cost, no_cost, [](const TorchScriptArgs&) { return std::string(); },
-               ChannelRule::NoChannels, OnednnLowering::CompileTime});
+               ChannelRule::NoChannels, OnednnLowering::CompileTime, nullptr});
   t.push_back({kParam, Arity{0, 1}, no_cost, no_cost,
                [](const TorchScriptArgs& a) { return a.attribute_path(a.node().s("name")); }, ChannelRule::NoChannels,
                OnednnLowering::CompileTime});
@@ -73,14 +75,14 @@ void add_structure_ops(std::vector<OpDef>& t) {
                [](const TorchScriptArgs& a) {
                  return a.node().inputs.empty() ? "annotate(" + a.output_type() + ", [])" : "[" + a.args() + "]";
                },
-               ChannelRule::Barrier, OnednnLowering::Aten});
+               ChannelRule::Barrier, OnednnLowering::Aten, nullptr});
   t.push_back({kTuple, Arity{-1, 1, 0}, no_cost, no_cost,
                [](const TorchScriptArgs& a) { return "(" + a.args() + (a.node().inputs.size() == 1 ? ",)" : ")"); },
-               ChannelRule::Barrier, OnednnLowering::Aten});
-  t.push_back({kListUnpack, Arity{1, -1}, no_cost, no_cost, unpack, ChannelRule::Barrier, OnednnLowering::Aten});
-  t.push_back({kTupleUnpack, Arity{1, -1}, no_cost, no_cost, unpack, ChannelRule::Barrier, OnednnLowering::Aten});
+               ChannelRule::Barrier, OnednnLowering::Aten, nullptr});
+  t.push_back({kListUnpack, Arity{1, -1}, no_cost, no_cost, unpack, ChannelRule::Barrier, OnednnLowering::Aten, nullptr});
+  t.push_back({kTupleUnpack, Arity{1, -1}, no_cost, no_cost, unpack, ChannelRule::Barrier, OnednnLowering::Aten, nullptr});
   t.push_back({kOpaque, Arity{-1, -1, 0}, opaque_macs, no_cost, opaque_torchscript, ChannelRule::Barrier,
-               OnednnLowering::Aten});
+               OnednnLowering::Aten, opaque_onnx});
 }
 
 }  // namespace tailor::ops::detail
