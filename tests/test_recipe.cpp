@@ -120,6 +120,38 @@ profile: {max_seconds: 0.1, threads: 1, backends: [onednn-cpu]}
   CHECK(second.failed.size() == 1);
 }
 
+TEST_CASE("a recipe with output.formats writes each variant as TorchScript and ONNX", "[recipe][onnx]") {
+  const auto bad = write_recipe("bad_format.yaml", "model: {zoo: fashion-cnn}\nvariants: [{name: a, pipeline: [dce]}]\n"
+                                                   "output: {folder: x, formats: [torchscript, tflite]}\n");
+  CHECK_THROWS_WITH(rc::parse_recipe(bad), Catch::Contains("bad_format.yaml:3:44: unknown format 'tflite'"));
+  const auto path = write_recipe("formats.yaml", R"(model: {zoo: fashion-cnn}
+data: {name: none, calibration_batches: 1}
+variants:
+  - {name: int8, pipeline: [{quantize-static: {observer: minmax}}]}
+profile: {max_seconds: 0.05, threads: 1, rounds: 1, backends: [onednn-cpu]}
+output: {formats: [onnx]}
+)");
+  const rc::Recipe r = rc::parse_recipe(path);
+  CHECK(r.formats == std::vector<std::string>{"torchscript", "onnx"});  // TorchScript is always written
+  const auto out = std::filesystem::path(TAILOR_TEST_TMP) / "recipes" / "formats-out";
+  std::filesystem::remove_all(out);
+  rc::RunOptions o;
+  o.output = out.string();
+  o.quiet = true;
+  const rc::RunResult result = rc::run_recipe(r, o);
+  for (const char* name : {"baseline", "int8"}) {
+    const VariantCard* c = result.manifest.find(name);
+    REQUIRE(c);
+    CHECK(std::filesystem::exists(out / c->file));
+    REQUIRE_FALSE(c->onnx_file.empty());
+    CHECK(std::filesystem::path(c->onnx_file).extension() == ".onnx");
+    CHECK(std::filesystem::file_size(out / c->onnx_file) > 1000);
+  }
+  // The card's ONNX file survives the manifest's round trip.
+  const Manifest back = Manifest::load((out / "manifest.json").string());
+  CHECK(back.find("int8")->onnx_file == result.manifest.find("int8")->onnx_file);
+}
+
 TEST_CASE("a corrupt resume state is reported, moved aside and rebuilt", "[recipe]") {
   const auto path = write_recipe("resume.yaml", R"(model: {zoo: fashion-cnn}
 data: none
