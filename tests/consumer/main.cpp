@@ -1,4 +1,5 @@
-// Consumer of the installed package: captures a zoo model, checks its counts, exports and reloads it.
+// Consumer of the installed package: captures a zoo model, checks its counts, exports and reloads it, and
+// exports it as ONNX.
 #include <cstdio>
 #include <filesystem>
 
@@ -18,5 +19,11 @@ int main() {
   const bool same = torch::equal(gm->forward(x), back->forward(x));
   std::filesystem::remove(path);
   std::printf("export round trip: %s\n", same ? "identical" : "DIFFERENT");
-  return same && cost.params == 421738 ? 0 : 1;
+  // ONNX export links from the installed package too (where the package was built with it).
+  size_t onnx_bytes = 1;
+  if (tailor::onnx_export_available()) {
+    onnx_bytes = tailor::to_onnx(*gm, tailor::OnnxExportOptions({{1, 1, 28, 28}})).size();
+    std::printf("ONNX export: %zu bytes\n", onnx_bytes);
+  }
+  return same && cost.params == 421738 && onnx_bytes > 0 ? 0 : 1;
 }
