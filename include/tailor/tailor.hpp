@@ -33,3 +33,4 @@
 #include "tailor/latency/latency.hpp"
 #include "tailor/runtime/kernel.hpp"
 #include "tailor/nas/nas.hpp"
+#include "tailor/place/place.hpp"

@@ -49,7 +49,7 @@ double fashion_top1(GraphModuleImpl& module, int64_t limit) {
   const data::Dataset test = data::load_fashion_mnist(data::Split::Test, data::fashion_mnist_root(), limit);
   torch::NoGradGuard no_grad;
   module.eval();
-  return data::top1_accuracy([&](const at::Tensor& x) { return module.forward(x); }, test, 500);
+  return data::top1_accuracy(module, test, 500);
 }
 
 namespace {

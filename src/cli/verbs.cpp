@@ -43,7 +43,7 @@ int inspect(const std::string& model, const std::string& input, bool json) {
 struct ProfileArgs {
   std::string backends = "libtorch-cpu,onednn-cpu";
   std::string batches = "1";
-  std::string card;
+  std::string card, name;
   int threads = 1;
   int nodes = 10;
   bool check = false;
@@ -73,6 +73,27 @@ std::pair<double, double> compare_outputs(const c10::IValue& a, const c10::IValu
     max_ref = std::max(max_ref, r.abs().max().item<double>());
   }
   return {max_abs, max_ref > 0 ? max_abs / max_ref : max_abs};
+}
+
+// Adds a card's profiles to a manifest (created when missing). A card of the same name keeps its other profiles: a
+// profile replaces the one of the same backend, threads and ISA, and is added beside those of other threads or ISAs
+// (the placement planner picks the one that matches a device).
+void add_to_manifest(const std::string& path, VariantCard card, const std::string& model, const std::string& name) {
+  namespace fs = std::filesystem;
+  Manifest m = fs::exists(path) ? Manifest::load(path) : Manifest{};
+  const fs::path dir = fs::absolute(path).parent_path();
+  if (!name.empty()) card.name = name;
+  // Files are relative to the manifest's folder, as a recipe writes them.
+  if (fs::exists(model)) card.file = fs::relative(fs::absolute(model), dir).string();
+  if (const VariantCard* old = m.find(card.name)) {
+    VariantCard merged = *old;
+    for (auto& [backend, p] : card.profiles) merged.add_profile(std::move(p));
+    if (merged.input_shapes.empty()) merged.input_shapes = card.input_shapes;
+    card = std::move(merged);
+  }
+  fs::create_directories(dir);
+  m.upsert(std::move(card));
+  m.save(path);
 }
 
 int profile_cmd(const std::string& model, const std::string& input, ProfileArgs args, bool json) {
@@ -167,12 +188,9 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
                                n.node, n.fused.empty() ? "" : " (+" + std::to_string(n.fused.size()) + " fused)");
   }
   if (!args.card.empty()) {
-    Manifest m;
-    m.variants.push_back(card);
-    const auto parent = std::filesystem::path(args.card).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
-    m.save(args.card);
-    if (!json) std::cout << "wrote " << args.card << "\n";
+    const bool existed = std::filesystem::exists(args.card);
+    add_to_manifest(args.card, std::move(card), model, args.name);
+    if (!json) std::cout << (existed ? "added to " : "wrote ") << args.card << "\n";
   }
   if (json) {
     out["params"] = card.params;
@@ -195,7 +213,8 @@ double backend_top1(GraphModuleImpl& gm, const std::string& backend, const std::
           co.isa = isa;
           exe = compile(backend, gm, co);
         }
-        return exe->run({x}).toTensor().cpu();
+        const c10::IValue out = exe->run({x});
+        return (out.isTuple() ? out.toTupleRef().elements().at(0).toTensor() : out.toTensor()).cpu();
       },
       test, 500);
 }
@@ -302,7 +321,9 @@ void add_measure_verbs(CLI::App& app, std::vector<std::function<int()>>& actions
   profile_sub->add_flag("--check", (*pargs).check, "run every backend on one input and report the largest difference");
   profile_sub->add_option("--tolerance", (*pargs).tolerance, "--check: largest relative difference allowed")
       ->capture_default_str();
-  profile_sub->add_option("--card", (*pargs).card, "write a manifest.json with this model's variant card");
+  profile_sub->add_option("--card", (*pargs).card, "add this model's card to a manifest.json (created if missing); "
+                          "profiles of other threads or ISAs stay beside the new ones");
+  profile_sub->add_option("--name", (*pargs).name, "--card: the variant's name (default: the file's stem)");
   profile_sub->add_flag("--json", *json, "print JSON");
 
   auto data_source = std::make_shared<std::string>("fashion-mnist");

@@ -1,4 +1,5 @@
 #include "tailor/data/fashion_mnist.hpp"
+#include "tailor/ir/graph_module.hpp"
 
 #include <cstdlib>
 #include <filesystem>
@@ -117,6 +118,16 @@ std::vector<at::Tensor> calibration_batches(const std::string& source, const std
     if (labels) labels->push_back(b.labels);
   }
   return out;
+}
+
+double top1_accuracy(GraphModuleImpl& model, const Dataset& data, int64_t batch_size) {
+  model.eval();
+  return top1_accuracy(
+      [&](const at::Tensor& x) {
+        const c10::IValue out = model.run({x});
+        return out.isTuple() ? out.toTupleRef().elements().at(0).toTensor() : out.toTensor();
+      },
+      data, batch_size);
 }
 
 }  // namespace tailor::data

@@ -52,12 +52,18 @@ class SourceWriter {
   explicit SourceWriter(const Graph& g) : g_(g) {}
 
   std::string write() {
+    // Arguments carry the inputs' own names (split parts are called by their cut tensors' names); the body
+    // refers to values by id, so each argument is bound once.
     out_ << "def forward(self";
+    std::set<std::string> taken;
+    std::string binds;
     for (int in : g_.inputs()) {
       const Value& v = g_.value(in);
-      out_ << ", " << var(in) << ": " << annotation(v.type);
+      const std::string arg = argument_name(v.name, taken);
+      out_ << ", " << arg << ": " << annotation(v.type);
+      binds += "    " + var(in) + " = " + arg + "\n";
     }
-    out_ << "):\n";
+    out_ << "):\n" << binds;
     for (int id : g_.order()) emit(g_.node(id));
     out_ << "    return ";
     const auto& outs = g_.outputs();
@@ -92,6 +98,23 @@ class SourceWriter {
   }
 
   static std::string var(int v) { return "v" + std::to_string(v); }
+
+  // A Python identifier from a value name ("layer1.0.relu" -> "layer1_0_relu"), unique and never a body variable.
+  static std::string argument_name(const std::string& name, std::set<std::string>& taken) {
+    std::string s;
+    for (char c : name) s += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+    if (s.empty() || std::isdigit(static_cast<unsigned char>(s[0]))) s = "x_" + s;
+    static const std::set<std::string> reserved = {"self", "and", "as", "assert", "break", "class", "continue", "def",
+        "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is", "lambda",
+        "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "None", "True", "False", "torch"};
+    const bool body_name = s.size() > 1 && s[0] == 'v' &&
+                           std::all_of(s.begin() + 1, s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    if (reserved.count(s) || body_name) s += "_in";
+    std::string unique = s;
+    for (int k = 1; taken.count(unique); ++k) unique = s + "_" + std::to_string(k);
+    taken.insert(unique);
+    return unique;
+  }
 
   // Constants are written inline where they are read.
   std::string ref(int v) const {
@@ -228,13 +251,15 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   }
 }
 
-void save(const GraphModuleImpl& module, const std::string& path) {
+std::string to_archive(const GraphModuleImpl& module) {
   torch::jit::Module m = to_torchscript(module);
   std::ostringstream buffer;
   torch::jit::ExtraFilesMap extra{{kEmbeddedGraphFile, module.graph().to_json()},
                                   {kProvenanceFile, provenance_to_json(module.provenance())}};
   m.save(buffer, extra);
-  write_file_atomically(path, buffer.str());
+  return buffer.str();
 }
+
+void save(const GraphModuleImpl& module, const std::string& path) { write_file_atomically(path, to_archive(module)); }
 
 }  // namespace tailor

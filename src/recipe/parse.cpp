@@ -148,6 +148,46 @@ struct Parser {
   }
 };
 
+// A description given as a file (relative to the recipe), inline key=value text, or a YAML map in the recipe.
+template <class Description>
+Description description(const Parser& P, const YAML::Node& n, const fs::path& dir, const std::string& what) {
+  try {
+    if (n.IsMap()) {
+      YAML::Emitter out;
+      out << n;
+      return Description::parse(out.c_str(), P.where(n) + ": " + what);
+    }
+    std::string text = P.text(n, what);
+    if (text.find('=') == std::string::npos && fs::path(text).is_relative() && !fs::exists(text)) text = (dir / text).string();
+    return Description::load(text);
+  } catch (const Error& e) {
+    P.fail(n, what, ": ", e.message());
+  }
+}
+
+PlacementSpec placement(const Parser& P, const YAML::Node& n, const fs::path& dir, const std::string& isa) {
+  P.keys(n, "placement", {"edge", "cloud", "links", "objective"});
+  PlacementSpec spec;
+  for (const char* key : {"edge", "cloud"})
+    if (!n[key]) P.fail(n, "placement needs '", key, "' (a device file, or e.g. backend=onednn-cpu,threads=1)");
+  spec.edge = description<place::Device>(P, n["edge"], dir, "placement.edge");
+  spec.cloud = description<place::Device>(P, n["cloud"], dir, "placement.cloud");
+  for (const auto* d : {&spec.edge, &spec.cloud})
+    if (!d->isa.empty() && d->isa != isa)
+      P.fail(n[d == &spec.edge ? "edge" : "cloud"], "device '", d->name, "' names ISA ", d->isa, " but the recipe ",
+             isa.empty() ? "profiles at this CPU's best ISA" : "caps the ISA at " + isa,
+             "; a run has one ISA: set profile.isa, or profile the device with `tailor profile --isa ... --card`");
+  const auto links = n["links"];
+  if (!links || !links.IsSequence() || links.size() == 0) P.fail(n, "placement.links must be a list of links");
+  for (const auto& l : links) spec.links.push_back(description<place::Link>(P, l, dir, "placement.links"));
+  std::set<std::string> names;
+  for (size_t i = 0; i < spec.links.size(); ++i)
+    if (!names.insert(spec.links[i].name).second)
+      P.fail(links[i], "two links named '", spec.links[i].name, "' (each gets a plan folder of that name)");
+  if (const auto o = n["objective"]) spec.objective = description<place::Objective>(P, o, dir, "placement.objective");
+  return spec;
+}
+
 }  // namespace
 
 Recipe parse_recipe(const std::string& path) {
@@ -159,7 +199,8 @@ Recipe parse_recipe(const std::string& path) {
   } catch (const YAML::Exception& e) {
     TAILOR_FAIL(path, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg);
   }
-  P.keys(root, "the recipe", {"name", "model", "input", "data", "sweep", "variants", "profile", "goals", "output"});
+  P.keys(root, "the recipe", {"name", "model", "input", "data", "sweep", "variants", "profile", "goals", "output",
+                                   "placement"});
   Recipe r;
   r.file = path;
   const fs::path dir = fs::path(path).parent_path();
@@ -365,6 +406,7 @@ Recipe parse_recipe(const std::string& path) {
       r.output = P.text(o, "output");
     }
   }
+  if (const auto p = root["placement"]) r.placement = placement(P, p, dir, r.isa);
   return r;
 }
 

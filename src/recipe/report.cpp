@@ -105,7 +105,8 @@ std::vector<std::string> pareto_front(const Manifest& m, const std::string& back
   return front;
 }
 
-std::string render_report(const Recipe& r, const Manifest& m, const std::vector<std::string>& kept) {
+std::string render_report(const Recipe& r, const Manifest& m, const std::vector<std::string>& kept,
+                          const std::vector<place::Plan>& plans, const std::vector<std::string>& placement_failures) {
   const VariantCard* base = m.find("baseline");
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>tailor report: " << html_escape(r.name)
@@ -250,6 +251,8 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
     h << "</svg>\n<p class=\"note\">Green: the Pareto front on " << b << " (no other variant is both faster and more "
       << "accurate): " << html_escape(join(front)) << "." << off_chart << "</p>\n";
   }
+  h << place::render_html(plans);
+  for (const auto& f : placement_failures) h << "<p class=\"flag\">No placement on " << html_escape(f) << "</p>\n";
   h << "<p class=\"note\">Variant files are in <code>variants/</code>; every card, with full latency profiles and "
        "provenance, is in <code>manifest.json</code>.</p>\n</body></html>\n";
   return h.str();

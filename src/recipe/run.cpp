@@ -91,8 +91,10 @@ class RecipeRun {
     flag_variants();
     choose_kept();
     manifest_.save(manifest_path_);
+    place_variants();
     result_.report = (fs::path(out_) / "report.html").string();
-    write_file_atomically(result_.report, render_report(r_, manifest_, result_.kept));
+    write_file_atomically(result_.report,
+                          render_report(r_, manifest_, result_.kept, result_.plans, result_.placement_failures));
     result_.summary = summary();
     result_.manifest = manifest_;
     return result_;
@@ -158,7 +160,7 @@ class RecipeRun {
     card.input_shapes = {r_.input_shape};
     card.set_costs(analyze(m, {r_.input_shape}));
     if (has_data_) {
-      card.accuracy = data::top1_accuracy([&](const at::Tensor& x) { return m.forward(x); }, test_, 500);
+      card.accuracy = data::top1_accuracy(m, test_, 500);
       card.accuracy_data = "Fashion-MNIST test split (" + std::to_string(test_.size()) + " images)";
     }
     if (std::find(r_.formats.begin(), r_.formats.end(), "onnx") != r_.formats.end()) {
@@ -416,6 +418,44 @@ class RecipeRun {
   }
 
   // The terminal table.
+  // The recipe's placement: each variant is profiled on the two devices where its card has no matching profile
+  // yet (kept in the manifest, so a resumed run reuses them), then every variant is planned on each link and the
+  // chosen plan's parts written to OUT/placement/<link>/. A link where nothing meets the objective is reported,
+  // not fatal: the variants are still good.
+  void place_variants() {
+    if (!r_.placement) return;
+    const auto& spec = *r_.placement;
+    Manifest planned;
+    for (auto& c : manifest_.variants) {
+      if (c.file.empty()) continue;
+      for (const auto* d : {&spec.edge, &spec.cloud}) {
+        if (place::find_profile(c, *d) || !make_backend(d->backend)->available()) continue;
+        if (log_) std::fprintf(stderr, "profiling %s for placement on %s\n", c.name.c_str(), d->str().c_str());
+        GraphModule m = load((fs::path(out_) / c.file).string());
+        ProfileOptions po;
+        po.threads = d->threads;
+        po.batches = {r_.batch};
+        po.max_seconds = r_.max_seconds;
+        po.node_runs = 3;
+        po.isa = r_.isa;
+        c.add_profile(profile(*m, d->backend, shape_, po));
+      }
+      planned.variants.push_back(c);
+    }
+    manifest_.save(manifest_path_);
+    for (const auto& link : spec.links) {
+      try {
+        place::Plan plan = place::plan(planned, out_, spec.edge, spec.cloud, link, spec.objective);
+        GraphModule m = load((fs::path(out_) / plan.chosen.file).string());
+        place::export_plan(plan, *m, (fs::path(out_) / "placement" / link.name).string());
+        result_.plans.push_back(std::move(plan));
+      } catch (const Error& e) {
+        result_.placement_failures.push_back(link.name + ": " + e.message());
+        if (log_) std::fprintf(stderr, "tailor: placement on %s: %s\n", link.name.c_str(), e.message().c_str());
+      }
+    }
+  }
+
   std::string summary() const {
     std::ostringstream t;
     char line[512];
@@ -454,6 +494,11 @@ class RecipeRun {
                                  : "Meeting the goals, fastest first: " + join(result_.kept) + "\n");
     else
       t << "Pareto front (" << r_.backends.front() << "), fastest first: " << join(result_.kept) << "\n";
+    for (const auto& p : result_.plans)
+      t << "Placement on " << p.link.name << ": " << p.chosen.variant << ", " << place::to_string(p.chosen.best.site)
+        << (p.chosen.best.site == place::Site::Split ? " (" + p.chosen.best.method + ")" : "") << ", predicted "
+        << p.objective.percentile << " " << short_number(p.chosen.best.predicted.total_ms) << " ms\n";
+    for (const auto& f : result_.placement_failures) t << "No placement on " << f << "\n";
     return t.str();
   }
 

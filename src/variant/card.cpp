@@ -20,6 +20,18 @@ void VariantCard::set_costs(const CostReport& costs) {
   weight_bytes = costs.weight_bytes;
 }
 
+void VariantCard::add_profile(LatencyProfile profile) {
+  std::string key = profile.backend;
+  for (const auto& [k, q] : profiles)
+    if (q.backend == profile.backend && q.threads == profile.threads && q.isa == profile.isa) {
+      key = k;
+      break;
+    }
+  if (profiles.count(key) && (profiles[key].threads != profile.threads || profiles[key].isa != profile.isa))
+    key = profile.backend + ":" + std::to_string(profile.threads) + "t:" + profile.isa;
+  profiles[key] = std::move(profile);
+}
+
 namespace {
 
 json card_json(const VariantCard& c) {

@@ -45,6 +45,16 @@ std::vector<Batch> batches(const Dataset& data, int64_t batch_size, bool shuffle
 double top1_accuracy(const std::function<at::Tensor(const at::Tensor&)>& predict, const Dataset& data,
                      int64_t batch_size = 256);
 
+}  // namespace tailor::data
+namespace tailor {
+class GraphModuleImpl;
+}
+namespace tailor::data {
+
+/// Top-1 of a model's first output (its main head, when it also returns early exits or auxiliary heads), in eval
+/// mode without gradients.
+double top1_accuracy(GraphModuleImpl& model, const Dataset& data, int64_t batch_size = 256);
+
 /// Calibration batches for passes that calibrate or take gradients: the first training images (and labels,
 /// when `labels` is given) of `source` "fashion-mnist", or seeded Gaussian noise of `input_shape` (batch
 /// replaced) for "random", for models that only need ranges of the right order. Other sources fail listing both.

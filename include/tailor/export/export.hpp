@@ -17,6 +17,9 @@ std::string to_torchscript_source(const GraphModuleImpl& module);
 /// Builds a scripted module equivalent to `module` (tensors are copied, eval mode).
 torch::jit::Module to_torchscript(const GraphModuleImpl& module);
 
+/// The bytes `save` writes: the TorchScript archive with the embedded graph and provenance.
+std::string to_archive(const GraphModuleImpl& module);
+
 /// Saves `to_torchscript(module)` with the embedded graph. The file is written under a temporary name
 /// and renamed when complete, so a failure never leaves a partial archive at `path`.
 void save(const GraphModuleImpl& module, const std::string& path);

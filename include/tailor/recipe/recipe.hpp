@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tailor/pass/pass.hpp"
+#include "tailor/place/place.hpp"
 #include "tailor/variant/card.hpp"
 
 namespace tailor::recipe {
@@ -25,6 +26,14 @@ struct PassSpec {
 struct VariantSpec {
   std::string name;
   std::vector<PassSpec> pipeline;
+};
+
+/// `placement:` in a recipe: after profiling, every variant is planned on each link and the chosen plan's parts
+/// are written to OUT/placement/<link>/.
+struct PlacementSpec {
+  place::Device edge, cloud;
+  std::vector<place::Link> links;
+  place::Objective objective;
 };
 
 struct Recipe {
@@ -65,6 +74,7 @@ struct Recipe {
   std::string output;                          ///< default output folder
   /// Files written per variant: torchscript (always first) and optionally onnx (`output: {folder, formats}`).
   std::vector<std::string> formats = {"torchscript"};
+  std::optional<PlacementSpec> placement;
 };
 
 /// Parses and validates a recipe (passes exist, options have the declared types, files exist). Errors read
@@ -86,6 +96,9 @@ struct RunResult {
   /// Variants whose pipeline failed at run time, with the reason. Each keeps a card flagged "failed: ..." (no
   /// file, no profiles); the other variants still run, and the next run retries the failed ones.
   std::vector<std::pair<std::string, std::string>> failed;
+  /// One plan per placement link (the recipe's `placement:`), and why a link has none (nothing met the objective).
+  std::vector<place::Plan> plans;
+  std::vector<std::string> placement_failures;
   /// Things the run recovered from (an unreadable resume state moved aside), also printed on stderr.
   std::vector<std::string> warnings;
 };
@@ -95,7 +108,9 @@ struct RunResult {
 RunResult run_recipe(const Recipe& recipe, const RunOptions& options = {});
 
 /// The report as one HTML page with inline SVG (no scripts, no network).
-std::string render_report(const Recipe& recipe, const Manifest& manifest, const std::vector<std::string>& kept);
+std::string render_report(const Recipe& recipe, const Manifest& manifest, const std::vector<std::string>& kept,
+                          const std::vector<place::Plan>& plans = {},
+                          const std::vector<std::string>& placement_failures = {});
 
 /// Names of the variants on the accuracy/latency Pareto front of `backend` (higher accuracy, lower p50).
 std::vector<std::string> pareto_front(const Manifest& manifest, const std::string& backend);

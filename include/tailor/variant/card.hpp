@@ -32,6 +32,10 @@ struct VariantCard {
   /// Problems a reader must see, e.g. "not faster than parent on onednn-cpu".
   std::vector<std::string> flags;
 
+  /// Adds a profile: it replaces the one of the same backend, threads and ISA, and sits beside those of other
+  /// threads or ISAs (keyed "backend:Nt:isa" when the backend's plain key is taken), so one card can describe
+  /// several devices of one backend.
+  void add_profile(LatencyProfile profile);
   /// Fills params/MACs/bytes from a cost analysis.
   void set_costs(const CostReport& costs);
   std::string to_json() const;
