@@ -343,39 +343,40 @@ ExitCalibration calibrate_exits(const std::vector<torch::Tensor>& exit_logits, c
                                 const torch::Tensor& labels, double target_accuracy) {
   const int64_t n = labels.size(0);
   TAILOR_CHECK(n > 0, "calibrating exits needs validation inputs");
+  const auto final_correct = (final_logits.argmax(1) == labels).to(torch::kDouble);
   auto remaining = torch::ones({n}, torch::kBool);
-  double correct_total = 0;
+  double exited_correct = 0;  // right answers of the inputs earlier exits took
   ExitCalibration c;
-  c.final_accuracy = (final_logits.argmax(1) == labels).to(torch::kDouble).mean().item<double>();
+  c.final_accuracy = final_correct.mean().item<double>();
   for (const auto& logits : exit_logits) {
     const auto [confidence, prediction] = torch::softmax(logits.to(torch::kDouble), 1).max(1);
-    const auto correct = prediction == labels;
-    // The most confident remaining inputs first: the longest run whose accuracy stays at the target sets the
-    // threshold at its least confident member.
+    const auto correct = (prediction == labels).to(torch::kDouble);
+    // Exiting the m most confident remaining inputs changes the model's answer on exactly those: the overall top-1
+    // is (earlier exits' right answers + this exit's on the m + the model's own head on the rest) / n. The
+    // threshold lets the most inputs exit while that stays at the target.
     const auto idx = remaining.nonzero().squeeze(1);
     double threshold = std::nextafter(1.0, 2.0);  // never exit
     if (idx.numel() > 0) {
       const auto conf = confidence.index_select(0, idx);
       const auto order = conf.argsort(0, /*descending=*/true);
-      const auto hits = correct.index_select(0, idx).index_select(0, order).to(torch::kDouble).cumsum(0);
-      const auto counts = torch::arange(1, idx.numel() + 1, torch::kDouble);
-      const auto ok = ((hits / counts) >= target_accuracy).nonzero();
-      if (ok.numel() > 0) {
-        const int64_t last = ok.max().item<int64_t>();
-        threshold = conf.index_select(0, order)[last].item<double>();
-      }
+      const auto exit_hits = correct.index_select(0, idx).index_select(0, order).cumsum(0);
+      const auto own = final_correct.index_select(0, idx).index_select(0, order);
+      const auto own_rest = own.sum() - own.cumsum(0);
+      const auto overall = (exit_hits + own_rest + exited_correct) / static_cast<double>(n);
+      const auto ok = (overall >= target_accuracy - 1e-12).nonzero();
+      if (ok.numel() > 0) threshold = conf.index_select(0, order)[ok.max().item<int64_t>()].item<double>();
     }
     const auto taken = remaining & (confidence >= threshold);
     const double took = taken.sum().item<double>();
+    const double right = (correct * taken.to(torch::kDouble)).sum().item<double>();
     c.thresholds.push_back(threshold);
     c.rates.push_back(took / static_cast<double>(n));
-    const double right = (correct & taken).sum().item<double>();
     c.accuracy.push_back(took > 0 ? right / took : 0);
-    correct_total += right;
+    exited_correct += right;
     remaining = remaining & ~taken;
   }
-  correct_total += ((final_logits.argmax(1) == labels) & remaining).sum().item<double>();
-  c.overall_accuracy = correct_total / static_cast<double>(n);
+  c.overall_accuracy = (exited_correct + (final_correct * remaining.to(torch::kDouble)).sum().item<double>()) /
+                       static_cast<double>(n);
   return c;
 }
 

@@ -96,8 +96,9 @@ struct Exit {
 /// The exits recorded by the module's last early-exit pass, in order (empty when it has none).
 std::vector<Exit> exits_of(const GraphModuleImpl& module);
 
-/// Thresholds per exit, in order: the lowest softmax confidence at which the inputs taking that exit (those the
-/// earlier exits left) are still at least `target_accuracy` top-1, on validation logits.
+/// Thresholds per exit, in order, on validation logits: each the lowest softmax confidence at which the model's
+/// overall top-1 (inputs answered by the exits they take, the rest by the model's own head) stays at least
+/// `target_accuracy`.
 struct ExitCalibration {
   std::vector<double> thresholds, rates, accuracy;
   double final_accuracy = 0;   ///< the model's own head on every input

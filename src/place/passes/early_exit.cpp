@@ -29,8 +29,8 @@ class EarlyExitPass : public Pass {
   Option<int64_t> validation{this, "validation", 5000, "the last N training images, held out to calibrate thresholds"};
   EnumOption mode{this, "mode", "frozen", {"frozen", "joint"}, "frozen: train the heads only; joint: the backbone too"};
   Option<double> temperature{this, "temperature", 2.0, "distillation temperature (the model's own head teaches)"};
-  Option<double> max_drop{this, "max_drop", 1.0, "points of top-1 an exit may lose against the model's own head on "
-                          "the validation split (sets the thresholds)"};
+  Option<double> max_drop{this, "max_drop", 1.0, "points of top-1 the model with its exits may lose against its own "
+                          "head on the validation split (sets the thresholds)"};
   Option<int64_t> seed{this, "seed", 0, "data order and head initialization"};
 
   PassInfo info() const override {
