@@ -6,6 +6,7 @@
 //   bench_place measure   --role edge|cloud --threads N [--isa I] --out DIR MODEL...   each candidate's part, timed
 //   bench_place report    --out DIR MODEL...        planner's choice and prediction against the measured runs
 //   bench_place codec     --out DIR MODEL...        Fashion-MNIST top-1 with each cut tensor sent as fp16 / int8
+//   bench_place dag       --out DIR MODEL...        where the min-cut beats every chain cut, and by how much
 // MODEL is name=FILE_OR_ZOO:SHAPE, e.g. resnet18=build/tests/fixtures/resnet18_traced.pt:1x3x224x224.
 // Link time is bytes / bandwidth + RTT from the link model (the serving runtime will replace it with real sends).
 #include <algorithm>
@@ -228,6 +229,18 @@ int report_phase(const Args& a) {
     const auto cm = cloud_parts.at(m.name).get<std::vector<double>>();
     const auto exit_ms = edge_parts.at(m.name + "/exits").get<std::vector<double>>();
     const NodeLatency c = latency_of(cloud[m.name], 1);
+    {
+      // The whole planning of one variant: cut graph, every chain cut, the min-cut(s), and the 33-point bandwidth
+      // sweep of the report.
+      VariantCard card;
+      card.name = m.name;
+      card.input_shapes = {m.shape};
+      const auto t0 = std::chrono::steady_clock::now();
+      plan_variant(*l.module, card, latency_of(edge[m.name], 1), c, make_link("lte", 5.85, 50), {});
+      std::fprintf(stderr, "%s: plan_variant %.1f ms (%zu nodes, %zu tensors)\n", m.name.c_str(),
+                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+                   l.graph.nodes.size(), l.graph.tensors.size());
+    }
     for (double slowdown : kSlowdowns) {
       const NodeLatency e = latency_of(edge[m.name], slowdown);
       for (const auto& [name, mbps] : kLinks)
@@ -361,6 +374,45 @@ int codec_phase(const Args& a) {
   return 0;
 }
 
+// Where the DAG's min-cut beats every chain cut: the measured profiles, bandwidths 0.1-1000 Mbit/s, modelled edge
+// slowdowns and codecs; prints the largest predicted gains and writes them with their placements (dag.json).
+int dag_phase(const Args& a) {
+  const json edge = read_json(a.out + "/edge-profiles.json"), cloud = read_json(a.out + "/cloud-profiles.json");
+  json rows = json::array();
+  for (const auto& m : a.models) {
+    torch::NoGradGuard no_grad;
+    Loaded l = load_spec(m);
+    const NodeLatency c = latency_of(cloud[m.name], 1);
+    json best = nullptr;
+    for (double slowdown : {1.0, 2.0, 4.0, 8.0, 16.0})
+      for (Codec codec : {Codec::None, Codec::Int8}) {
+        const NodeLatency e = latency_of(edge[m.name], slowdown);
+        Objective o;
+        o.codec = codec;
+        for (int i = 0; i <= 40; ++i) {
+          const Link link = make_link("sweep", std::pow(10.0, -1 + i / 10.0), 5);
+          const Placement cut = min_cut(l.graph, e, c, link, o);
+          const Placement chain = best_chain_cut(l.graph, e, c, link, o);
+          const double gain = chain.predicted.total_ms / cut.predicted.total_ms;
+          if (best.is_null() || gain > best["gain"].get<double>())
+            best = {{"model", m.name}, {"slowdown", slowdown}, {"codec", to_string(codec)},
+                    {"uplink_mbps", link.uplink_mbps}, {"gain", gain}, {"min_cut_ms", cut.predicted.total_ms},
+                    {"chain_ms", chain.predicted.total_ms}, {"min_cut_up", cut.up}, {"chain_up", chain.up},
+                    {"min_cut_mask", mask_text(cut.on_edge)}, {"chain_mask", mask_text(chain.on_edge)}};
+        }
+      }
+    std::printf("%-14s largest min-cut gain over the best chain cut: %.3fx (edge x%g, codec %s, %.3g Mbit/s): "
+                "%.2f ms vs %.2f ms; min-cut sends %zu tensors, chain %zu\n",
+                m.name.c_str(), best["gain"].get<double>(), best["slowdown"].get<double>(),
+                best["codec"].get<std::string>().c_str(), best["uplink_mbps"].get<double>(),
+                best["min_cut_ms"].get<double>(), best["chain_ms"].get<double>(), best["min_cut_up"].size(),
+                best["chain_up"].size());
+    rows.push_back(best);
+  }
+  write_json(a.out + "/dag.json", rows);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -393,6 +445,7 @@ int main(int argc, char** argv) {
     if (a.phase == "measure") return measure_phase(a);
     if (a.phase == "report") return report_phase(a);
     if (a.phase == "codec") return codec_phase(a);
+    if (a.phase == "dag") return dag_phase(a);
     TAILOR_FAIL("unknown phase '", a.phase, "'");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_place: %s\n", e.what());

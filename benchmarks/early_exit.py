@@ -54,7 +54,7 @@ def main():
         extra = {"tailor/provenance.json": ""}
         m = torch.jit.load(path, _extra_files=extra).eval()
         record = [r for r in json.loads(extra["tailor/provenance.json"]) if r["pass"].startswith("early-exit")][-1]
-        stats = {k: v for k, v in record["stats"]} if isinstance(record["stats"], list) else record["stats"]
+        stats = {s["key"]: s["value"]["v"] for s in record["stats"]}
         threshold = stats["thresholds"][0]
         with torch.no_grad():
             final, exit_logits = m(x)

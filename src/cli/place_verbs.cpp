@@ -53,9 +53,15 @@ std::string placement_line(const place::Placement& p) {
                         ? fmt::format(" at {} tensor{} ({}B up)", p.up.size(), p.up.size() == 1 ? "" : "s",
                                       human_count(static_cast<double>(p.up_bytes)))
                         : "";
-  return fmt::format("{:<6} {:<10}{:<28} total {:>8} ms = edge {} + up {} + rtt {} + cloud {} + down {}",
-                     to_string(p.site), p.method, cut, short_number(b.total_ms), short_number(b.edge_ms),
-                     short_number(b.up_ms), short_number(b.rtt_ms), short_number(b.cloud_ms), short_number(b.down_ms));
+  const std::string parts = fmt::format("edge {} + up {} + rtt {} + cloud {} + down {}", short_number(b.edge_ms),
+                                        short_number(b.up_ms), short_number(b.rtt_ms), short_number(b.cloud_ms),
+                                        short_number(b.down_ms));
+  if (b.exit_rate > 0)
+    return fmt::format("{:<6} {:<10}{:<28} total {:>8} ms expected ({:.1f}% exit on the edge; the rest {} ms = {})",
+                       to_string(p.site), p.method, cut, short_number(b.total_ms), 100 * b.exit_rate,
+                       short_number(b.no_exit_ms), parts);
+  return fmt::format("{:<6} {:<10}{:<28} total {:>8} ms = {}", to_string(p.site), p.method, cut,
+                     short_number(b.total_ms), parts);
 }
 
 void print_plan(const place::Plan& plan) {

@@ -23,7 +23,7 @@ std::string escape(const std::string& s) {
 }
 
 void table(std::ostringstream& h, const Plan& plan) {
-  h << "<h3>" << escape(plan.link.str()) << "</h3>\n<p class=\"note\">Edge " << escape(plan.edge.str()) << "; cloud "
+  h << "<h3>" << escape(plan.link.str()) << "</h3>\n<p class=\"note\">Devices: " << escape(plan.edge.str()) << "; "
     << escape(plan.cloud.str()) << "; objective: " << plan.objective.percentile << " end to end"
     << (plan.objective.latency_ms ? " &le; " + short_number(*plan.objective.latency_ms) + " ms" : "")
     << (plan.objective.min_accuracy ? ", top-1 &ge; " + short_number(100 * *plan.objective.min_accuracy) + "%" : "")
@@ -67,7 +67,7 @@ void plot(std::ostringstream& h, const VariantPlan& v, const std::vector<Plan>& 
   if (!(ymax > 0)) return;
   const double ly0 = std::floor(std::log10(ymin)), ly1 = std::max(ly0 + 1, std::ceil(std::log10(ymax)));
   const double lx0 = std::log10(s.uplink_mbps.front()), lx1 = std::log10(s.uplink_mbps.back());
-  const double W = 640, H = 360, L = 60, R = 110, T = 20, B = 45;
+  const double W = 720, H = 360, L = 60, R = 190, T = 20, B = 45;
   auto X = [&](double mbps) { return L + (W - L - R) * (std::log10(mbps) - lx0) / (lx1 - lx0); };
   auto Y = [&](double ms) { return T + (H - T - B) * (1 - (std::log10(ms) - ly0) / (ly1 - ly0)); };
   h << "<h3>" << escape(v.variant) << ": predicted latency vs uplink bandwidth (RTT " << short_number(plans[0].link.rtt_ms)
@@ -96,14 +96,14 @@ void plot(std::ostringstream& h, const VariantPlan& v, const std::vector<Plan>& 
   } lines[] = {{&s.edge_ms, "#c60", "edge only", ""},
                {&s.cloud_ms, "#36c", "cloud only", ""},
                {&s.best_ms, "#2a7", "best (split where it wins)", " stroke-dasharray=\"6,3\""}};
-  double legend_y = T + 10;
+  double legend_y = T + 40;  // below the links' labels
   for (const auto& line : lines) {
     std::string pts;
     for (size_t i = 0; i < s.uplink_mbps.size(); ++i)
       if (std::isfinite((*line.ys)[i]) && (*line.ys)[i] > 0)
         pts += std::to_string(X(s.uplink_mbps[i])) + "," + std::to_string(Y((*line.ys)[i])) + " ";
     h << "<polyline points=\"" << pts << "\" fill=\"none\" stroke=\"" << line.color << "\" stroke-width=\"2\""
-      << line.dash << "/><text x=\"" << W - R + 6 << "\" y=\"" << legend_y << "\" fill=\"" << line.color << "\">"
+      << line.dash << "/><text x=\"" << W - R + 16 << "\" y=\"" << legend_y << "\" fill=\"" << line.color << "\">"
       << line.label << "</text>\n";
     legend_y += 16;
   }
