@@ -2,6 +2,7 @@
 // names, parameters as initializers, non-tensor values folded at the export shape (evaluated twice, at batch B and
 // B + 1, so that entries growing with the batch are known when the batch is dynamic), and the ModelProto itself.
 #include "tailor/export/onnx.hpp"
+#include "../ir/attr_ivalue.hpp"
 
 #include <filesystem>
 #include <map>
@@ -271,18 +272,7 @@ class Exporter final : public ops::OnnxArgs {
   }
 
   AttrValue attr_of(const c10::IValue& v, int id) const {
-    if (v.isNone()) return std::monostate{};
-    if (v.isBool()) return v.toBool();
-    if (v.isInt()) return v.toInt();
-    if (v.isDouble()) return v.toDouble();
-    if (v.isString()) return v.toStringRef();
-    if (v.isIntList()) return v.toIntVector();
-    if (v.isDoubleList()) return v.toDoubleVector();
-    if (v.isBoolList()) {
-      std::vector<int64_t> out;
-      for (bool b : v.toBoolList()) out.push_back(b);
-      return out;
-    }
+    if (auto a = detail::attr_from_ivalue(v)) return *a;
     const Value& val = g_.value(id);
     refuse("its input '" + val.name + "' (" + to_string(val.type) + ") has no static value ONNX can hold");
   }

@@ -86,6 +86,13 @@ std::pair<std::string, std::string> source_text(const std::string& file_or_inlin
 
 std::string stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
+// 1000 -> "1000", 0.5 -> "0.5": names of inline links, used as folder names.
+std::string compact(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
 }  // namespace
 
 Device Device::parse(const std::string& yaml, const std::string& where) {
@@ -140,7 +147,7 @@ Link Link::load(const std::string& file_or_inline) {
   const auto [text, where] = source_text(file_or_inline, "link");
   Link l = parse(text, where);
   if (l.name.empty())
-    l.name = where.rfind("link '", 0) == 0 ? detail::concat(short_number(l.uplink_mbps), "up-", short_number(l.rtt_ms), "ms")
+    l.name = where.rfind("link '", 0) == 0 ? detail::concat(compact(l.uplink_mbps), "up-", compact(l.rtt_ms), "ms")
                                             : stem(where);
   return l;
 }

@@ -10,24 +10,12 @@
 namespace tailor::place {
 namespace {
 
-std::string escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
-  }
-  return out;
-}
-
 void table(std::ostringstream& h, const Plan& plan) {
-  h << "<h3>" << escape(plan.link.str()) << "</h3>\n<p class=\"note\">Devices: " << escape(plan.edge.str()) << "; "
-    << escape(plan.cloud.str()) << "; objective: " << plan.objective.percentile << " end to end"
+  h << "<h3>" << html_escape(plan.link.str()) << "</h3>\n<p class=\"note\">Devices: " << html_escape(plan.edge.str()) << "; "
+    << html_escape(plan.cloud.str()) << "; objective: " << plan.objective.percentile << " end to end"
     << (plan.objective.latency_ms ? " &le; " + short_number(*plan.objective.latency_ms) + " ms" : "")
     << (plan.objective.min_accuracy ? ", top-1 &ge; " + short_number(100 * *plan.objective.min_accuracy) + "%" : "")
-    << ", tensors sent as " << to_string(plan.objective.codec) << ". Chosen: <b>" << escape(plan.chosen.variant)
+    << ", tensors sent as " << to_string(plan.objective.codec) << ". Chosen: <b>" << html_escape(plan.chosen.variant)
     << "</b> (green).</p>\n<table><tr><th>variant</th><th>top-1 %</th><th>placement</th><th>sent</th>"
        "<th>edge ms</th><th>up ms</th><th>RTT ms</th><th>cloud ms</th><th>down ms</th><th>total ms</th>"
        "<th>edge only ms</th><th>cloud only ms</th><th>misses</th></tr>\n";
@@ -40,14 +28,14 @@ void table(std::ostringstream& h, const Plan& plan) {
         if (c.site == s) return short_number(c.predicted.total_ms);
       return std::string("-");
     };
-    h << "<tr" << (v == &plan.chosen ? " class=\"kept\"" : "") << "><td>" << escape(v->variant) << "</td><td>"
+    h << "<tr" << (v == &plan.chosen ? " class=\"kept\"" : "") << "><td>" << html_escape(v->variant) << "</td><td>"
       << (v->accuracy ? short_number(100 * *v->accuracy) : "-") << "</td><td>" << to_string(v->best.site)
       << (v->best.site == Site::Split ? " (" + v->best.method + ")" : "") << "</td><td>"
       << (v->best.site == Site::Edge ? "-" : human_count(static_cast<double>(v->best.up_bytes)) + "B") << "</td><td>"
       << short_number(b.edge_ms) << "</td><td>" << short_number(b.up_ms) << "</td><td>" << short_number(b.rtt_ms)
       << "</td><td>" << short_number(b.cloud_ms) << "</td><td>" << short_number(b.down_ms) << "</td><td><b>"
       << short_number(b.total_ms) << "</b></td><td>" << site_total(Site::Edge) << "</td><td>"
-      << site_total(Site::Cloud) << "</td><td class=\"flag\">" << escape(join(v->misses, "; ")) << "</td></tr>\n";
+      << site_total(Site::Cloud) << "</td><td class=\"flag\">" << html_escape(join(v->misses, "; ")) << "</td></tr>\n";
   }
   h << "</table>\n";
 }
@@ -70,7 +58,7 @@ void plot(std::ostringstream& h, const VariantPlan& v, const std::vector<Plan>& 
   const double W = 720, H = 360, L = 60, R = 190, T = 20, B = 45;
   auto X = [&](double mbps) { return L + (W - L - R) * (std::log10(mbps) - lx0) / (lx1 - lx0); };
   auto Y = [&](double ms) { return T + (H - T - B) * (1 - (std::log10(ms) - ly0) / (ly1 - ly0)); };
-  h << "<h3>" << escape(v.variant) << ": predicted latency vs uplink bandwidth (RTT " << short_number(plans[0].link.rtt_ms)
+  h << "<h3>" << html_escape(v.variant) << ": predicted latency vs uplink bandwidth (RTT " << short_number(plans[0].link.rtt_ms)
     << " ms)</h3>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 "
     << W << " " << H << "\" font-size=\"12\">\n<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R
     << "\" y2=\"" << H - B << "\" stroke=\"#333\"/><line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\""
@@ -88,7 +76,7 @@ void plot(std::ostringstream& h, const VariantPlan& v, const std::vector<Plan>& 
     const double x = X(std::clamp(p.link.uplink_mbps, s.uplink_mbps.front(), s.uplink_mbps.back()));
     h << "<line x1=\"" << x << "\" y1=\"" << T << "\" x2=\"" << x << "\" y2=\"" << H - B
       << "\" stroke=\"#bbb\" stroke-dasharray=\"4,4\"/><text x=\"" << x + 3 << "\" y=\"" << T + 10 << "\" fill=\"#777\">"
-      << escape(p.link.name) << "</text>\n";
+      << html_escape(p.link.name) << "</text>\n";
   }
   const struct {
     const std::vector<double>* ys;

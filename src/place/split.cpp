@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "../ir/attr_ivalue.hpp"
 #include "tailor/export/export.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/place/place.hpp"
@@ -20,13 +21,7 @@ bool is_structure(const std::string& kind) { return kind == ops::kParam || kind 
 // A static attribute holding a non-tensor value computed at the plan's shape, so the cloud part needs no shapes
 // from the edge.
 AttrValue baked(const c10::IValue& v, const std::string& name) {
-  if (v.isNone()) return std::monostate{};
-  if (v.isBool()) return v.toBool();
-  if (v.isInt()) return v.toInt();
-  if (v.isDouble()) return v.toDouble();
-  if (v.isString()) return v.toStringRef();
-  if (v.isIntList()) return v.toIntVector();
-  if (v.isDoubleList()) return v.toDoubleVector();
+  if (auto a = detail::attr_from_ivalue(v)) return *a;
   TAILOR_FAIL("value '", name, "' crosses the cut but is neither a tensor nor a constant (", v.tagKind(),
               "); choose a cut that keeps it on one side");
 }

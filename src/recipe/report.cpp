@@ -69,19 +69,6 @@ std::string size_or_dash(const VariantCard& c, int64_t v, const char* unit) {
 
 using namespace detail;
 
-namespace {
-std::string html_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
-}  // namespace
 
 std::vector<std::string> pareto_front(const Manifest& m, const std::string& backend) {
   std::vector<const VariantCard*> cards;

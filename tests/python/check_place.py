@@ -88,6 +88,13 @@ def main():
     assert "has no per-node profile" in p.stderr and "tailor profile" in p.stderr, p.stderr
     p = run([tailor, "place", manifest, "--edge", "backend=npu", "--cloud", cloud, "--link", links[0]], ok=False)
     assert "onednn-cpu" in p.stderr, p.stderr
+    # A device this machine cannot run: measuring it fails naming the backend and why (on a CUDA machine it runs).
+    p = subprocess.run([tailor, "place", manifest, "--edge", edge, "--cloud", "backend=libtorch-cuda", "--link",
+                        links[0], "--measure", "-o", bad_out], capture_output=True, text=True)
+    if p.returncode != 0:
+        assert "libtorch-cuda" in p.stderr and "here" in p.stderr, p.stderr
+    else:
+        shutil.rmtree(bad_out)
     assert not os.path.exists(bad_out), "a failed plan wrote files"
     # --measure takes the missing profile (3 threads) and adds it beside the others.
     run([tailor, "place", manifest, "--edge", "backend=onednn-cpu,threads=3", "--cloud", cloud, "--link",

@@ -15,5 +15,7 @@ std::vector<std::string> split(const std::string& text, char separator = ',');
 std::string human_count(double value);
 /// A latency or percentage with the digits that matter: 0.123, 1.23, 12.3.
 std::string short_number(double value);
+/// Text safe inside HTML elements and attribute values (&, <, >, " escaped), for the reports.
+std::string html_escape(const std::string& text);
 
 }  // namespace tailor
