@@ -390,3 +390,48 @@ TEST_CASE("early-exit trains a head whose exits keep the accuracy target, and th
     CHECK(tailor::test::max_rel(composed.toTupleRef().elements()[k].toTensor(),
                                 y.toTupleRef().elements()[k].toTensor()) < 1e-5);
 }
+
+TEST_CASE("a device with a latency table is planned from the table's predictions", "[place][slow]") {
+  const std::string dir = tmp_dir("table");
+  latency::BuildOptions o;
+  o.target = latency::Target::here("onednn-cpu", 1);
+  o.workload.models = {"fashion-resnet"};
+  o.workload.model_input = {1, 1, 28, 28};
+  o.models = 4;
+  o.round_size = 4;
+  o.measure.rounds = 1;
+  o.measure.model_runs = 5;
+  o.measure.kernel_runs = 2;
+  latency::Model table(o.target);
+  latency::build(table, o);
+  table.save(dir + "/edge-table.json");
+
+  GraphModule gm = models::load_model("fashion-resnet");
+  gm->eval();
+  save(*gm, dir + "/resnet.pt");
+  VariantCard card;
+  card.name = "resnet";
+  card.file = "resnet.pt";
+  card.input_shapes = {{1, 1, 28, 28}};
+  const CutGraph g = CutGraph::of(*gm, {{1, 1, 28, 28}});
+  LatencyProfile cloud_profile;  // the cloud from a profile, 0.01 ms a node
+  cloud_profile.backend = "onednn-cpu";
+  cloud_profile.threads = 2;
+  cloud_profile.latency.p50_ms = cloud_profile.latency.p90_ms = 0.01 * static_cast<double>(g.nodes.size());
+  for (const auto& n : g.nodes) cloud_profile.nodes.push_back({n, "x", {}, 0.01, 0});
+  card.add_profile(cloud_profile);
+  Manifest m;
+  m.variants.push_back(card);
+  Device edge = Device::load("backend=onednn-cpu,threads=1,table=" + dir + "/edge-table.json");
+  const Device cloud = Device::load("backend=onednn-cpu,threads=2");
+  const Plan p = plan(m, dir, edge, cloud, link(1, 50), {});
+  const auto predicted = table.predict(latency::detect_kernels(*gm, {1, 1, 28, 28}, table.target())).total_ms;
+  const auto& edge_only = *std::find_if(p.chosen.candidates.begin(), p.chosen.candidates.end(),
+                                        [](const Placement& c) { return c.site == Site::Edge; });
+  CHECK(edge_only.predicted.edge_ms == Approx(predicted).epsilon(1e-6));
+  CHECK_THAT(join(p.chosen.notes), Catch::Contains("predicted by " + dir + "/edge-table.json"));
+  // A table of another thread count is refused, naming what it was built for.
+  edge.threads = 3;
+  CHECK_THAT(error_of([&] { plan(m, dir, edge, cloud, link(1, 50), {}); }),
+             Catch::Contains("was built for") && Catch::Contains("onednn-cpu 1 thread"));
+}
