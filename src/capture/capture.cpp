@@ -12,6 +12,7 @@
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/script.h>
 
+#include "../ir/attr_ivalue.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/transforms/transforms.hpp"
 
@@ -42,17 +43,12 @@ ValueType value_type_of(const c10::TypePtr& t) {
   }
 }
 
-// Converts a non-tensor constant to an attribute; nullopt when the IR cannot hold it.
+// Converts a non-tensor constant to an attribute; nullopt when the IR cannot hold it. Capture also keeps devices
+// (as text, for `to`), and leaves bool lists to the paths that keep their type: as ints they would lose it.
 std::optional<AttrValue> to_attr(const c10::IValue& v) {
-  if (v.isNone()) return AttrValue{std::monostate{}};
-  if (v.isBool()) return AttrValue{v.toBool()};
-  if (v.isInt()) return AttrValue{v.toInt()};
-  if (v.isDouble()) return AttrValue{v.toDouble()};
-  if (v.isString()) return AttrValue{v.toStringRef()};
-  if (v.isIntList()) return AttrValue{v.toIntVector()};
-  if (v.isDoubleList()) return AttrValue{v.toDoubleVector()};
   if (v.isDevice()) return AttrValue{v.toDevice().str()};
-  return std::nullopt;
+  if (v.isBoolList()) return std::nullopt;
+  return detail::attr_from_ivalue(v);
 }
 
 // How one source argument of an ATen op maps onto a native node.

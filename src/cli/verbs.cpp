@@ -189,7 +189,7 @@ int profile_cmd(const std::string& model, const std::string& input, ProfileArgs 
   }
   if (!args.card.empty()) {
     const bool existed = std::filesystem::exists(args.card);
-    add_to_manifest(args.card, std::move(card), model, args.name);
+    add_to_manifest(args.card, card, model, args.name);  // a copy: the JSON report below reads the card too
     if (!json) std::cout << (existed ? "added to " : "wrote ") << args.card << "\n";
   }
   if (json) {
