@@ -34,3 +34,4 @@
 #include "tailor/runtime/kernel.hpp"
 #include "tailor/nas/nas.hpp"
 #include "tailor/place/place.hpp"
+#include "tailor/place/simulate.hpp"

@@ -83,5 +83,6 @@ void add_measure_verbs(CLI::App& app, std::vector<std::function<int()>>& actions
 void add_latency_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 void add_nas_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 void add_place_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
+void add_serve_verbs(CLI::App& app, std::vector<std::function<int()>>& actions);
 
 }  // namespace tailor::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
     tailor::cli::add_latency_verbs(app, actions);
     tailor::cli::add_nas_verbs(app, actions);
     tailor::cli::add_place_verbs(app, actions);
+    tailor::cli::add_serve_verbs(app, actions);
   } catch (const std::exception& e) {
     std::cerr << "tailor: internal error while setting up the command line: " << e.what() << "\n";
     return 1;

@@ -179,15 +179,32 @@ int64_t wire_bytes(int64_t raw_bytes, const std::string& dtype, Codec codec) {
   return codec == Codec::Fp16 ? elements * 2 : elements + 8;  // int8: one byte each, plus scale and zero point
 }
 
-torch::Tensor through_codec(const torch::Tensor& x, Codec codec) {
-  if (codec == Codec::None || x.scalar_type() != torch::kFloat) return x;
-  if (codec == Codec::Fp16) return x.to(torch::kHalf).to(torch::kFloat);
+EncodedTensor encode(const torch::Tensor& x, Codec codec) {
+  if (codec == Codec::None || x.scalar_type() != torch::kFloat) return {x, Codec::None};
+  if (codec == Codec::Fp16) return {x.to(torch::kHalf), Codec::Fp16};
   // Asymmetric uint8 over the tensor's range, as a sender would encode it with no calibration.
   const double lo = std::min(0.0, x.min().item<double>()), hi = std::max(0.0, x.max().item<double>());
   const double scale = hi > lo ? (hi - lo) / 255.0 : 1.0;
   const auto zero_point = static_cast<int64_t>(std::nearbyint(-lo / scale));
-  return torch::quantize_per_tensor(x, scale, zero_point, torch::kQUInt8).dequantize();
+  return {torch::quantize_per_tensor(x, scale, zero_point, torch::kQUInt8).int_repr(), Codec::Int8, scale, zero_point};
 }
+
+torch::Tensor decode(const EncodedTensor& e) {
+  switch (e.codec) {
+    case Codec::None: return e.data;
+    case Codec::Fp16: return e.data.to(torch::kFloat);
+    case Codec::Int8:
+      TAILOR_CHECK(e.data.scalar_type() == torch::kByte, "an int8-coded tensor must hold uint8 data, not ",
+                   e.data.scalar_type());
+      TAILOR_CHECK(e.scale > 0 && std::isfinite(e.scale) && e.zero_point >= 0 && e.zero_point <= 255,
+                   "an int8-coded tensor needs a positive finite scale and a zero point in [0, 255] (got ", e.scale,
+                   ", ", e.zero_point, ")");
+      return torch::_make_per_tensor_quantized_tensor(e.data, e.scale, e.zero_point).dequantize();
+  }
+  return e.data;
+}
+
+torch::Tensor through_codec(const torch::Tensor& x, Codec codec) { return decode(encode(x, codec)); }
 
 Objective Objective::parse(const std::string& yaml, const std::string& where) {
   Description d(yaml, where, "objective",

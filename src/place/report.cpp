@@ -6,6 +6,7 @@
 
 #include "tailor/core/text.hpp"
 #include "tailor/place/place.hpp"
+#include "svg_plot.hpp"
 
 namespace tailor::place {
 namespace {
@@ -45,57 +46,17 @@ void table(std::ostringstream& h, const Plan& plan) {
 void plot(std::ostringstream& h, const VariantPlan& v, const std::vector<Plan>& plans) {
   const BandwidthSweep& s = v.sweep;
   if (s.uplink_mbps.empty()) return;
-  double ymin = 1e300, ymax = 0;
-  for (const auto* series : {&s.edge_ms, &s.cloud_ms, &s.best_ms})
-    for (double y : *series)
-      if (std::isfinite(y) && y > 0) {
-        ymin = std::min(ymin, y);
-        ymax = std::max(ymax, y);
-      }
-  if (!(ymax > 0)) return;
-  const double ly0 = std::floor(std::log10(ymin)), ly1 = std::max(ly0 + 1, std::ceil(std::log10(ymax)));
-  const double lx0 = std::log10(s.uplink_mbps.front()), lx1 = std::log10(s.uplink_mbps.back());
-  const double W = 720, H = 360, L = 60, R = 190, T = 20, B = 45;
-  auto X = [&](double mbps) { return L + (W - L - R) * (std::log10(mbps) - lx0) / (lx1 - lx0); };
-  auto Y = [&](double ms) { return T + (H - T - B) * (1 - (std::log10(ms) - ly0) / (ly1 - ly0)); };
-  h << "<h3>" << html_escape(v.variant) << ": predicted latency vs uplink bandwidth (RTT " << short_number(plans[0].link.rtt_ms)
-    << " ms)</h3>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" viewBox=\"0 0 "
-    << W << " " << H << "\" font-size=\"12\">\n<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R
-    << "\" y2=\"" << H - B << "\" stroke=\"#333\"/><line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\""
-    << H - B << "\" stroke=\"#333\"/>\n";
-  for (double e = std::ceil(lx0); e <= lx1; ++e)
-    h << "<text x=\"" << X(std::pow(10, e)) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">"
-      << short_number(std::pow(10, e)) << "</text>\n";
-  for (double e = ly0; e <= ly1; ++e)
-    h << "<text x=\"" << L - 6 << "\" y=\"" << Y(std::pow(10, e)) + 4 << "\" text-anchor=\"end\">"
-      << short_number(std::pow(10, e)) << "</text>\n";
-  h << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">uplink Mbit/s</text>"
-    << "<text x=\"14\" y=\"" << (T + H - B) / 2 << "\" transform=\"rotate(-90 14 " << (T + H - B) / 2
-    << ")\" text-anchor=\"middle\">ms, end to end</text>\n";
-  for (const auto& p : plans) {
-    const double x = X(std::clamp(p.link.uplink_mbps, s.uplink_mbps.front(), s.uplink_mbps.back()));
-    h << "<line x1=\"" << x << "\" y1=\"" << T << "\" x2=\"" << x << "\" y2=\"" << H - B
-      << "\" stroke=\"#bbb\" stroke-dasharray=\"4,4\"/><text x=\"" << x + 3 << "\" y=\"" << T + 10 << "\" fill=\"#777\">"
-      << html_escape(p.link.name) << "</text>\n";
-  }
-  const struct {
-    const std::vector<double>* ys;
-    const char *color, *label, *dash;
-  } lines[] = {{&s.edge_ms, "#c60", "edge only", ""},
-               {&s.cloud_ms, "#36c", "cloud only", ""},
-               {&s.best_ms, "#2a7", "best (split where it wins)", " stroke-dasharray=\"6,3\""}};
-  double legend_y = T + 40;  // below the links' labels
-  for (const auto& line : lines) {
-    std::string pts;
-    for (size_t i = 0; i < s.uplink_mbps.size(); ++i)
-      if (std::isfinite((*line.ys)[i]) && (*line.ys)[i] > 0)
-        pts += std::to_string(X(s.uplink_mbps[i])) + "," + std::to_string(Y((*line.ys)[i])) + " ";
-    h << "<polyline points=\"" << pts << "\" fill=\"none\" stroke=\"" << line.color << "\" stroke-width=\"2\""
-      << line.dash << "/><text x=\"" << W - R + 16 << "\" y=\"" << legend_y << "\" fill=\"" << line.color << "\">"
-      << line.label << "</text>\n";
-    legend_y += 16;
-  }
-  h << "</svg>\n";
+  detail::Plot p;
+  p.title = v.variant + ": predicted latency vs uplink bandwidth (RTT " + short_number(plans[0].link.rtt_ms) + " ms)";
+  p.x_label = "uplink Mbit/s";
+  p.y_label = "ms, end to end";
+  p.lines = {{s.uplink_mbps, s.edge_ms, "#c60", "edge only"},
+             {s.uplink_mbps, s.cloud_ms, "#36c", "cloud only"},
+             {s.uplink_mbps, s.best_ms, "#2a7", "best (split where it wins)", true}};
+  for (const auto& plan : plans)
+    p.x_marks.push_back({std::clamp(plan.link.uplink_mbps, s.uplink_mbps.front(), s.uplink_mbps.back()),
+                         plan.link.name});
+  detail::svg_plot(h, p);
 }
 
 }  // namespace
@@ -114,4 +75,71 @@ std::string render_html(const std::vector<Plan>& plans) {
   return h.str();
 }
 
+namespace detail {
+
+void svg_plot(std::ostringstream& h, const Plot& p) {
+  double ymin = 1e300, ymax = 0, xmin = 1e300, xmax = -1e300;
+  for (const auto& line : p.lines)
+    for (size_t i = 0; i < line.y.size() && i < line.x.size(); ++i)
+      if (std::isfinite(line.y[i]) && line.y[i] > 0) {
+        ymin = std::min(ymin, line.y[i]);
+        ymax = std::max(ymax, line.y[i]);
+        xmin = std::min(xmin, line.x[i]);
+        xmax = std::max(xmax, line.x[i]);
+      }
+  for (const auto& m : p.y_marks)
+    if (m.at > 0) {
+      ymin = std::min(ymin, m.at);
+      ymax = std::max(ymax, m.at);
+    }
+  if (!(ymax > 0) || !(xmax > xmin) || (p.log_x && xmin <= 0)) return;
+  const double ly0 = std::floor(std::log10(ymin)), ly1 = std::max(ly0 + 1, std::ceil(std::log10(ymax)));
+  auto fx = [&](double x) { return p.log_x ? std::log10(x) : x; };
+  const double fx0 = fx(xmin), fx1 = fx(xmax);
+  const double W = 720, H = 360, L = 60, R = 190, T = 20, B = 45;
+  auto X = [&](double x) { return L + (W - L - R) * (fx(x) - fx0) / (fx1 - fx0); };
+  auto Y = [&](double ms) { return T + (H - T - B) * (1 - (std::log10(ms) - ly0) / (ly1 - ly0)); };
+  h << "<h3>" << html_escape(p.title) << "</h3>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W
+    << "\" height=\"" << H << "\" viewBox=\"0 0 " << W << " " << H << "\" font-size=\"12\">\n<line x1=\"" << L
+    << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"#333\"/><line x1=\"" << L
+    << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"#333\"/>\n";
+  std::vector<double> ticks = p.x_ticks;
+  if (p.log_x && ticks.empty())
+    for (double e = std::ceil(fx0); e <= fx1; ++e) ticks.push_back(std::pow(10, e));
+  for (double x : ticks)
+    h << "<text x=\"" << X(x) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << short_number(x)
+      << "</text>\n";
+  for (double e = ly0; e <= ly1; ++e)
+    h << "<text x=\"" << L - 6 << "\" y=\"" << Y(std::pow(10, e)) + 4 << "\" text-anchor=\"end\">"
+      << short_number(std::pow(10, e)) << "</text>\n";
+  h << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">" << html_escape(p.x_label)
+    << "</text><text x=\"14\" y=\"" << (T + H - B) / 2 << "\" transform=\"rotate(-90 14 " << (T + H - B) / 2
+    << ")\" text-anchor=\"middle\">" << html_escape(p.y_label) << "</text>\n";
+  for (const auto& m : p.x_marks) {
+    const double x = X(m.at);
+    h << "<line x1=\"" << x << "\" y1=\"" << T << "\" x2=\"" << x << "\" y2=\"" << H - B
+      << "\" stroke=\"#bbb\" stroke-dasharray=\"4,4\"/><text x=\"" << x + 3 << "\" y=\"" << T + 10
+      << "\" fill=\"#777\">" << html_escape(m.label) << "</text>\n";
+  }
+  for (const auto& m : p.y_marks) {
+    const double y = Y(m.at);
+    h << "<line x1=\"" << L << "\" y1=\"" << y << "\" x2=\"" << W - R << "\" y2=\"" << y
+      << "\" stroke=\"#a33\" stroke-dasharray=\"4,4\"/><text x=\"" << L + 4 << "\" y=\"" << y - 4
+      << "\" fill=\"#a33\">" << html_escape(m.label) << "</text>\n";
+  }
+  double legend_y = T + 40;  // below the marks' labels
+  for (const auto& line : p.lines) {
+    std::string pts;
+    for (size_t i = 0; i < line.x.size() && i < line.y.size(); ++i)
+      if (std::isfinite(line.y[i]) && line.y[i] > 0)
+        pts += std::to_string(X(line.x[i])) + "," + std::to_string(Y(line.y[i])) + " ";
+    h << "<polyline points=\"" << pts << "\" fill=\"none\" stroke=\"" << line.color << "\" stroke-width=\"2\""
+      << (line.dashed ? " stroke-dasharray=\"6,3\"" : "") << "/><text x=\"" << W - R + 16 << "\" y=\"" << legend_y
+      << "\" fill=\"" << line.color << "\">" << html_escape(line.label) << "</text>\n";
+    legend_y += 16;
+  }
+  h << "</svg>\n";
+}
+
+}  // namespace detail
 }  // namespace tailor::place

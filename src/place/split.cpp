@@ -186,7 +186,8 @@ c10::IValue run_split(SplitModel& parts, const std::vector<c10::IValue>& inputs,
   }
   if (parts.cloud) {
     const auto outs = tensors_of((*parts.cloud)->run(cloud_inputs));
-    for (size_t i = 0; i < parts.cloud_outputs.size(); ++i) named[parts.cloud_outputs[i]] = outs[i];
+    // The replies cross the link too, and the planner prices them with the codec.
+    for (size_t i = 0; i < parts.cloud_outputs.size(); ++i) named[parts.cloud_outputs[i]] = through_codec(outs[i], codec);
   }
   std::vector<c10::IValue> result;
   for (const auto& name : parts.output_order) result.emplace_back(named.at(name));

@@ -55,7 +55,18 @@ const char* to_string(Codec codec);
 Codec codec_from_string(const std::string& text);
 /// Bytes a tensor of `elements` floats takes on the wire with `codec` (non-float tensors travel as they are).
 int64_t wire_bytes(int64_t raw_bytes, const std::string& dtype, Codec codec);
-/// Encodes then decodes a tensor as the link would (identity for Codec::None): what the cloud part receives.
+/// A tensor as it crosses the link: float16 data, or uint8 data with its scale and zero point, or the tensor itself.
+struct EncodedTensor {
+  torch::Tensor data;
+  Codec codec = Codec::None;
+  double scale = 1;
+  int64_t zero_point = 0;
+};
+/// Encodes a float tensor for the link (other dtypes, and Codec::None, pass as they are).
+EncodedTensor encode(const torch::Tensor& x, Codec codec);
+/// The float tensor the receiver reconstructs.
+torch::Tensor decode(const EncodedTensor& encoded);
+/// Encodes then decodes a tensor as the link would (identity for Codec::None): what the receiver gets.
 torch::Tensor through_codec(const torch::Tensor& x, Codec codec);
 
 /// What the plan optimizes and must meet.

@@ -1,0 +1,78 @@
+// tailor/place/simulate.hpp: a discrete-event simulation of a fleet of edge devices that send requests through
+// their own links to one cloud server with K executors, so a placement can be sized before it is deployed: latency
+// percentiles, throughput, server utilisation and queueing as the fleet grows, and where the objective breaks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "tailor/place/place.hpp"
+#include "tailor/profile/profiler.hpp"
+
+namespace tailor::place {
+
+/// A service time distribution: a quantile function through measured points, interpolated linearly (so a profile's
+/// min, p50, p90, p99 and max reproduce its spread, tail included).
+struct ServiceTime {
+  std::vector<double> quantiles;  ///< increasing, from 0 to 1
+  std::vector<double> ms;         ///< non-decreasing
+  static ServiceTime fixed(double ms);
+  static ServiceTime from_stats(const LatencyStats& stats);
+  double sample(std::mt19937_64& rng) const;
+  double median() const;
+};
+
+/// How requests arrive at each device: closed loop (the next one `think_ms` after the previous answer), Poisson
+/// (`rate` per second), or a trace (arrival times in ms, replayed by every device with a random offset).
+/// Text: `closed`, `closed:THINK_MS`, `poisson:RATE`, `trace:FILE` (one time in ms per line).
+struct Arrivals {
+  enum class Kind { Closed, Poisson, Trace } kind = Kind::Closed;
+  double think_ms = 0, rate = 0;
+  std::vector<double> trace_ms;
+  static Arrivals parse(const std::string& text);
+  std::string str() const;
+};
+
+/// One placement's request path: edge compute, the uplink, the server's queue and compute, the downlink.
+struct FleetScenario {
+  std::string name;       ///< the placement, for reports ("split", "cloud", ...)
+  ServiceTime edge;       ///< per request on an edge device (each device computes one request at a time)
+  ServiceTime cloud;      ///< per request on one server executor; empty: the request never leaves the edge
+  int64_t up_bytes = 0, down_bytes = 0;
+  Link link;              ///< every device's own link (bandwidth is not shared between devices)
+  double overhead_ms = 0; ///< per-request cost outside compute and the link (serialization, the RPC stack)
+  double exit_rate = 0;   ///< share of requests an early exit answers on the edge
+  int executors = 1;
+  Arrivals arrivals;
+  int64_t requests = 400;  ///< completed requests measured per device count (after a 10% warm-up)
+  uint64_t seed = 0;
+};
+
+struct FleetPoint {
+  int devices = 0;
+  LatencyStats latency;                 ///< end to end, per request
+  double throughput = 0;               ///< answered requests per second, whole fleet
+  double utilisation = 0;              ///< busy share of the server's executors
+  double queue_mean_ms = 0, queue_p99_ms = 0;  ///< waiting for an executor
+  bool meets = true;                   ///< within the objective's latency at its percentile
+};
+
+struct FleetResult {
+  FleetScenario scenario;
+  std::vector<FleetPoint> points;
+  std::optional<int> breaks_at;  ///< the fewest devices (of those simulated) at which the objective is missed
+  std::string to_json() const;
+};
+
+/// Simulates `devices` edge devices.
+FleetPoint simulate(const FleetScenario& scenario, int devices);
+/// Simulates each device count and marks where `objective` (its latency at its percentile) is first missed.
+FleetResult simulate_fleet(const FleetScenario& scenario, const std::vector<int>& devices, const Objective& objective);
+
+/// An HTML fragment: per scenario, latency (p50 and p99) against the number of devices, with the objective's line.
+std::string render_fleet_html(const std::vector<FleetResult>& results, const Objective& objective);
+
+}  // namespace tailor::place

@@ -1,0 +1,368 @@
+// The OIP client (with link emulation and retries) and the edge runtime that runs a plan's edge part and sends
+// its cut to the cloud part.
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "grpc_predict_v2.grpc.pb.h"
+#include "tailor/capture/capture.hpp"
+#include "tailor/core/text.hpp"
+#include "tailor/runtime/backend.hpp"
+#include "tailor/runtime/isa.hpp"
+#include "tailor/serve/serve.hpp"
+#include "tailor_serve.grpc.pb.h"
+#include "wire.hpp"
+
+namespace tailor::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double ms_between(Clock::time_point t0, Clock::time_point t1) {
+  return std::chrono::duration<double, std::milli>(t1 - t0).count();
+}
+
+// Sleeps most of the way and spins the last stretch: the scheduler's wake-up is too coarse for sub-millisecond
+// links, and a short spin costs little CPU.
+void wait_for_ms(double ms) {
+  if (ms <= 0) return;
+  const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(ms));
+  const auto margin = std::chrono::microseconds(150);
+  if (until - Clock::now() > margin) std::this_thread::sleep_until(until - margin);
+  while (Clock::now() < until) std::this_thread::yield();
+}
+
+[[noreturn]] void raise(const grpc::Status& status) {
+  throw CallError(wire::status_name(static_cast<int>(status.error_code())), status.error_message());
+}
+
+int64_t wire_size(const place::EncodedTensor& e) {
+  return e.data.numel() * static_cast<int64_t>(e.data.element_size()) + (e.codec == place::Codec::Int8 ? 8 : 0);
+}
+
+}  // namespace
+
+struct Client::Impl {
+  std::string address;
+  ClientOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> oip;
+  std::unique_ptr<tailor_serve::TailorService::Stub> tailor;
+  std::mt19937_64 rng;
+
+  std::unique_ptr<grpc::ClientContext> context() const {
+    auto c = std::make_unique<grpc::ClientContext>();
+    c->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::microseconds(static_cast<int64_t>(options.deadline_ms * 1000)));
+    return c;
+  }
+
+  // Calls `rpc` until it succeeds, fails with something other than UNAVAILABLE, or runs out of retries.
+  template <class Call>
+  int call(const Call& rpc) {
+    for (int attempt = 1;; ++attempt) {
+      auto ctx = context();
+      const grpc::Status status = rpc(*ctx);
+      if (status.ok()) return attempt;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE || attempt > options.retries) raise(status);
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(1000, 25 << std::min(attempt, 5))));
+    }
+  }
+};
+
+Client::Client(const std::string& address, ClientOptions options) : impl_(std::make_unique<Impl>()) {
+  TAILOR_CHECK(!address.empty(), "no server address (host:port)");
+  if (options.link)
+    TAILOR_CHECK(options.link->uplink_mbps > 0 && options.link->downlink_mbps > 0, "link '", options.link->name,
+                 "' needs positive bandwidths to be emulated");
+  impl_->address = address;
+  impl_->options = options;
+  impl_->rng.seed(options.seed);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  args.SetMaxSendMessageSize(-1);
+  impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  impl_->oip = inference::GRPCInferenceService::NewStub(impl_->channel);
+  impl_->tailor = tailor_serve::TailorService::NewStub(impl_->channel);
+}
+
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+
+bool Client::server_live() {
+  inference::ServerLiveResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->oip->ServerLive(&c, {}, &reply); });
+  return reply.live();
+}
+
+bool Client::server_ready() {
+  inference::ServerReadyResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->oip->ServerReady(&c, {}, &reply); });
+  return reply.ready();
+}
+
+bool Client::model_ready(const std::string& model) {
+  inference::ModelReadyRequest request;
+  request.set_name(model);
+  inference::ModelReadyResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->oip->ModelReady(&c, request, &reply); });
+  return reply.ready();
+}
+
+std::pair<std::string, std::string> Client::server_metadata() {
+  inference::ServerMetadataResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->oip->ServerMetadata(&c, {}, &reply); });
+  return {reply.name(), reply.version()};
+}
+
+ModelMetadata Client::model_metadata(const std::string& model) {
+  inference::ModelMetadataRequest request;
+  request.set_name(model);
+  inference::ModelMetadataResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->oip->ModelMetadata(&c, request, &reply); });
+  ModelMetadata m{reply.name(), reply.platform(), {reply.versions().begin(), reply.versions().end()}, {}, {}};
+  for (const auto& t : reply.inputs()) m.inputs.push_back({t.name(), t.datatype(), {t.shape().begin(), t.shape().end()}});
+  for (const auto& t : reply.outputs())
+    m.outputs.push_back({t.name(), t.datatype(), {t.shape().begin(), t.shape().end()}});
+  return m;
+}
+
+InferResult Client::infer(const std::string& model, const std::vector<std::pair<std::string, torch::Tensor>>& inputs,
+                          place::Codec codec) {
+  const auto t0 = Clock::now();
+  inference::ModelInferRequest request;
+  request.set_model_name(model);
+  InferResult result;
+  for (const auto& [name, x] : inputs) {
+    const auto encoded = place::encode(x.cpu().contiguous(), codec);
+    auto* in = request.add_inputs();
+    in->set_name(name);
+    in->set_datatype(wire::datatype_of(encoded.data.scalar_type()));
+    for (int64_t d : x.sizes()) in->add_shape(d);
+    wire::put_codec(encoded, *in->mutable_parameters());
+    request.add_raw_input_contents(wire::raw_bytes(encoded.data));
+    result.timing.up_bytes += wire_size(encoded);
+  }
+  const auto t1 = Clock::now();
+  const auto& link = impl_->options.link;
+  double half_rtt = 0;
+  inference::ModelInferResponse reply;
+  result.timing.attempts = impl_->call([&](grpc::ClientContext& c) {
+    if (link) {
+      std::normal_distribution<double> jitter(0, 1);
+      half_rtt = std::max(0.0, link->rtt_ms + link->jitter_ms * jitter(impl_->rng)) / 2;
+      const double wait = link->up_ms(result.timing.up_bytes) + half_rtt;
+      result.timing.emulated_ms += wait;
+      wait_for_ms(wait);
+    }
+    reply.Clear();
+    return impl_->oip->ModelInfer(&c, request, &reply);
+  });
+  TAILOR_CHECK(reply.raw_output_contents_size() == reply.outputs_size(), "server '", impl_->address, "', model '",
+               model, "': the reply has ", reply.raw_output_contents_size(), " raw contents for ",
+               reply.outputs_size(), " outputs");
+  for (int k = 0; k < reply.outputs_size(); ++k) {
+    const auto& p = reply.outputs(k).parameters();
+    const auto codec_param = p.find(wire::kCodec);
+    const bool int8 = codec_param != p.end() && codec_param->second.string_param() == "int8";
+    result.timing.down_bytes += static_cast<int64_t>(reply.raw_output_contents(k).size()) + (int8 ? 8 : 0);
+  }
+  if (link) {
+    const double wait = link->down_ms(result.timing.down_bytes) + half_rtt;
+    result.timing.emulated_ms += wait;
+    wait_for_ms(wait);
+  }
+  const auto t2 = Clock::now();
+  for (int k = 0; k < reply.outputs_size(); ++k) {
+    const auto& out = reply.outputs(k);
+    const std::string what = "output '" + out.name() + "' of model '" + model + "'";
+    auto data = wire::from_raw(reply.raw_output_contents(k), out.datatype(), {out.shape().begin(), out.shape().end()},
+                               what);
+    result.names.push_back(out.name());
+    result.outputs.push_back(place::decode(wire::get_codec(out.parameters(), std::move(data), what)));
+  }
+  const auto t3 = Clock::now();
+  auto micros = [&](const char* key) {
+    const auto p = reply.parameters().find(key);
+    return p != reply.parameters().end() ? static_cast<double>(p->second.int64_param()) / 1000 : 0.0;
+  };
+  auto& timing = result.timing;
+  timing.queue_ms = micros(wire::kQueueMicros);
+  timing.compute_ms = micros(wire::kComputeMicros);
+  timing.encode_ms = ms_between(t0, t1);
+  timing.network_ms = ms_between(t1, t2) - timing.queue_ms - timing.compute_ms;
+  timing.decode_ms = ms_between(t2, t3);
+  timing.total_ms = ms_between(t0, t3);
+  return result;
+}
+
+std::string Client::statistics_json(const std::string& model) {
+  tailor_serve::ModelStatisticsRequest request;
+  request.set_name(model);
+  tailor_serve::ModelStatisticsResponse reply;
+  impl_->call([&](grpc::ClientContext& c) { return impl_->tailor->ModelStatistics(&c, request, &reply); });
+  return reply.json();
+}
+
+// --- the edge runtime
+
+namespace {
+
+nlohmann::json read_plan(const std::string& path) {
+  std::ifstream in(path);
+  TAILOR_CHECK(in.good(), "cannot read the plan '", path, "' (write one with tailor place -o FOLDER)");
+  try {
+    nlohmann::json j = nlohmann::json::parse(in);
+    TAILOR_CHECK(j.value("format", "") == "tailor-plan", "'", path, "' is not a tailor plan (format '",
+                 j.value("format", ""), "')");
+    for (const char* key : {"parts", "chosen", "link", "edge"})
+      TAILOR_CHECK(j.contains(key), "plan '", path, "' has no '", key, "'");
+    return j;
+  } catch (const nlohmann::json::exception& e) {
+    TAILOR_FAIL("plan '", path, "': ", e.what());
+  }
+}
+
+}  // namespace
+
+struct EdgeRuntime::Impl {
+  RunPlanOptions options;
+  std::vector<std::vector<int64_t>> input_shapes;
+  std::vector<std::string> cut, edge_outputs, outputs;
+  place::Codec codec = place::Codec::None;
+  place::Link link;
+  double predicted_ms = 0;
+  struct ExitRule {
+    std::string output;
+    double threshold;
+  };
+  std::vector<ExitRule> exits;
+  std::unique_ptr<Executable> edge;
+  std::optional<Client> client;
+  bool has_cloud = false;
+};
+
+EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : impl_(std::make_unique<Impl>()) {
+  namespace fs = std::filesystem;
+  const std::string path = (fs::path(folder) / "plan.json").string();
+  const nlohmann::json plan = read_plan(path);
+  auto& r = *impl_;
+  r.options = options;
+  try {
+    const auto& parts = plan.at("parts");
+    r.input_shapes = parts.at("input_shapes").get<std::vector<std::vector<int64_t>>>();
+    r.cut = parts.at("cut").get<std::vector<std::string>>();
+    r.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
+    r.outputs = parts.at("outputs").get<std::vector<std::string>>();
+    r.codec = place::codec_from_string(parts.value("codec", "none"));
+    r.has_cloud = !parts.value("cloud", "").empty();
+    const auto& l = plan.at("link");
+    r.link.name = l.value("name", "");
+    r.link.uplink_mbps = l.at("uplink_mbps").get<double>();
+    r.link.downlink_mbps = l.at("downlink_mbps").get<double>();
+    r.link.rtt_ms = l.value("rtt_ms", 0.0);
+    r.link.jitter_ms = l.value("jitter_ms", 0.0);
+    r.predicted_ms = plan.at("chosen").at("placement").at("predicted").at("total_ms").get<double>();
+    if (options.exits)
+      for (const auto& e : plan.at("chosen").value("exits", nlohmann::json::array()))
+        r.exits.push_back({e.at("output").get<std::string>(), e.at("threshold").get<double>()});
+    if (options.link) r.link = *options.link;
+    const std::string edge_file = parts.value("edge", "");
+    if (!edge_file.empty()) {
+      const auto& device = plan.at("edge");
+      const std::string isa = device.value("isa", "");
+      if (!isa.empty()) set_isa_cap(isa);
+      GraphModule module = tailor::load((fs::path(folder) / edge_file).string());
+      CompileOptions co;
+      co.input_shapes = r.input_shapes;
+      co.threads = device.value("threads", 1);
+      r.edge = tailor::compile(device.value("backend", "onednn-cpu"), *module, co);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    TAILOR_FAIL("plan '", path, "': ", e.what());
+  }
+  if (r.has_cloud) {
+    TAILOR_CHECK(!options.server.empty(), "plan '", path, "' runs a part in the cloud; give the server (--server HOST:PORT)");
+    ClientOptions co;
+    if (options.emulate) co.link = r.link;
+    co.deadline_ms = options.deadline_ms;
+    co.retries = options.retries;
+    co.seed = options.seed;
+    r.client.emplace(options.server, co);
+  }
+}
+
+EdgeRuntime::~EdgeRuntime() = default;
+EdgeRuntime::EdgeRuntime(EdgeRuntime&&) noexcept = default;
+const std::vector<std::vector<int64_t>>& EdgeRuntime::input_shapes() const { return impl_->input_shapes; }
+double EdgeRuntime::predicted_ms() const { return impl_->predicted_ms; }
+const place::Link& EdgeRuntime::link() const { return impl_->link; }
+
+std::vector<torch::Tensor> EdgeRuntime::run(const std::vector<torch::Tensor>& inputs, RequestTiming* timing) {
+  auto& r = *impl_;
+  TAILOR_CHECK(inputs.size() == r.input_shapes.size(), "the plan takes ", r.input_shapes.size(), " inputs, got ",
+               inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i)
+    TAILOR_CHECK(inputs[i].sizes().vec() == r.input_shapes[i], "input ", i, " has shape ",
+                 shape_to_string(inputs[i].sizes().vec()), "; the plan was made for ",
+                 shape_to_string(r.input_shapes[i]));
+  RequestTiming local;
+  RequestTiming& t = timing ? *timing : local;
+  t = {};
+  const auto t0 = Clock::now();
+  std::map<std::string, torch::Tensor> named;
+  std::vector<std::pair<std::string, torch::Tensor>> send;
+  if (r.edge) {
+    torch::NoGradGuard no_grad;
+    std::vector<c10::IValue> in(inputs.begin(), inputs.end());
+    const c10::IValue out = r.edge->run(in);
+    std::vector<torch::Tensor> outs;
+    if (out.isTensor()) outs.push_back(out.toTensor());
+    else
+      for (const auto& e : out.toTupleRef().elements()) outs.push_back(e.toTensor());
+    const size_t expected = r.edge_outputs.size() + (r.has_cloud ? r.cut.size() : 0);
+    TAILOR_INTERNAL_ASSERT(outs.size() == expected, "the edge part returned ", outs.size(), " tensors, expected ",
+                           expected);
+    for (size_t i = 0; i < r.edge_outputs.size(); ++i) named[r.edge_outputs[i]] = outs[i];
+    if (r.has_cloud)
+      for (size_t i = 0; i < r.cut.size(); ++i) send.emplace_back(r.cut[i], outs[r.edge_outputs.size() + i]);
+  } else {
+    TAILOR_CHECK(r.cut.size() == inputs.size(), "the plan's cloud part takes ", r.cut.size(), " inputs, the model ",
+                 inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) send.emplace_back(r.cut[i], inputs[i]);
+  }
+  t.edge_ms = ms_between(t0, Clock::now());
+  // An exit answers when every row of the batch is at least as confident as its threshold.
+  for (const auto& e : r.exits) {
+    const auto it = named.find(e.output);
+    if (it == named.end()) continue;
+    const double confidence = torch::softmax(it->second, 1).amax(1).min().item<double>();
+    if (confidence >= e.threshold) {
+      t.exit = e.output;
+      t.total_ms = ms_between(t0, Clock::now());
+      return {it->second};
+    }
+  }
+  if (r.has_cloud) {
+    auto reply = r.client->infer(r.options.model, send, r.codec);
+    for (size_t i = 0; i < reply.names.size(); ++i) named[reply.names[i]] = reply.outputs[i];
+    t.call = reply.timing;
+  }
+  std::vector<torch::Tensor> result;
+  for (const auto& name : r.outputs) {
+    const auto it = named.find(name);
+    TAILOR_CHECK(it != named.end(), "the cloud part's server did not return output '", name, "' (is '",
+                 r.options.model, "' the plan's cloud part?)");
+    result.push_back(it->second);
+  }
+  t.total_ms = ms_between(t0, Clock::now());
+  return result;
+}
+
+}  // namespace tailor::serve
