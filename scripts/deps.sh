@@ -5,6 +5,8 @@ PACKAGES=(
   cmake ninja-build g++ ccache pkg-config
   libtorch-dev libgloo-dev libdnnl-dev libeigen3-dev libfmt-dev nlohmann-json3-dev libcli11-dev libyaml-cpp-dev catch2 zlib1g-dev libxgboost-dev
   libonnx-dev libprotobuf-dev     # ONNX export (the ONNX library Debian's LibTorch links already)
+  libgrpc++-dev protobuf-compiler-grpc  # serving: the Open Inference Protocol over gRPC
+  python3-grpcio python3-grpc-tools     # an independent OIP client in the tests
   libopenblas0-openmp            # a real BLAS for LibTorch (the default reference BLAS is ~50x slower)
   python3-torch python3-torchvision python3-onnx  # test fixtures and peer comparisons only
   dataset-fashion-mnist

@@ -219,7 +219,7 @@ int serve_cmd(const ServeArgs& a) {
 
 struct RunPlanArgs {
   std::string plan, server, model = "cloud", link, data = "random", reference;
-  int64_t requests = 20;
+  int64_t requests = 20, warmup = 3;
   int clients = 1, retries = 3;
   double deadline_ms = 30000;
   bool no_emulate = false, no_exits = false, json = false, quiet = false;
@@ -276,6 +276,7 @@ int run_plan_cmd(const RunPlanArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   auto client_loop = [&](int c) {
     try {
+      for (int64_t k = 0; k < a.warmup; ++k) runtimes[c].run(input(c, k, nullptr));  // untimed: first runs are slow
       for (int64_t k = 0; k < a.requests; ++k) {
         torch::Tensor labels;
         const auto in = input(c, k, test ? &labels : nullptr);
@@ -437,6 +438,7 @@ void add_serve_verbs(CLI::App& app, std::vector<std::function<int()>>& actions) 
     sub->add_flag("--no-exits", a->no_exits, "never answer on the edge from an early exit");
     sub->add_option("--data", a->data, "inputs: random or fashion-mnist (test split; reports top-1)");
     sub->add_option("--requests", a->requests, "requests per client");
+    sub->add_option("--warmup", a->warmup, "untimed requests per client first");
     sub->add_option("--clients", a->clients, "concurrent edge clients (closed loop), each with its own runtime");
     sub->add_option("--reference", a->reference, "the unsplit model: report the largest relative difference");
     sub->add_option("--retries", a->retries, "retries of a call the server could not take (UNAVAILABLE)");

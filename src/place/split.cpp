@@ -162,6 +162,26 @@ SplitModel split(const GraphModuleImpl& module, const CutGraph& graph, const std
     std::vector<int> cloud_inputs = cut;
     parts.cloud = extract(module, cloud_nodes, cloud_inputs, constants, cloud_outs);
   }
+  // Each part records the shapes it was cut at, so that it can be compiled (and served) on its own.
+  std::map<std::string, const CutGraph::Tensor*> by_name;
+  for (const auto& t : graph.tensors) by_name[t.name] = &t;
+  for (auto* part : {&parts.edge, &parts.cloud}) {
+    if (!*part) continue;
+    Graph& pg = (**part)->mutable_graph();
+    std::vector<std::vector<int64_t>> shapes;
+    for (int v : pg.inputs()) {
+      Value& value = pg.value(v);
+      const auto it = by_name.find(value.name);
+      if (value.shape.empty() && it != by_name.end() && it->second->is_tensor) value.shape = it->second->shape;
+      if (value.dtype.empty() && it != by_name.end()) value.dtype = it->second->dtype;
+      shapes.push_back(value.shape);
+    }
+    try {
+      (**part)->infer_shapes(shapes);
+    } catch (const Error&) {
+      // A part whose shapes cannot be inferred still runs; serving it then needs its shapes given.
+    }
+  }
   for (int v : cut) parts.cut.push_back(g.value(v).name);
   for (int v : edge_outs) parts.edge_outputs.push_back(g.value(v).name);
   for (int v : cloud_outs) parts.cloud_outputs.push_back(g.value(v).name);

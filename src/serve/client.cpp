@@ -1,6 +1,8 @@
 // The OIP client (with link emulation and retries) and the edge runtime that runs a plan's edge part and sends
 // its cut to the cloud part.
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
@@ -234,7 +236,7 @@ nlohmann::json read_plan(const std::string& path) {
 struct EdgeRuntime::Impl {
   RunPlanOptions options;
   std::vector<std::vector<int64_t>> input_shapes;
-  std::vector<std::string> cut, edge_outputs, outputs;
+  std::vector<std::string> cut, edge_outputs, cloud_outputs, outputs;
   place::Codec codec = place::Codec::None;
   place::Link link;
   double predicted_ms = 0;
@@ -246,6 +248,25 @@ struct EdgeRuntime::Impl {
   std::unique_ptr<Executable> edge;
   std::optional<Client> client;
   bool has_cloud = false;
+  // The server's names for the cloud part's inputs and outputs: tailor's own server uses the plan's tensor names;
+  // another OIP server (Triton: forward argument names, OUTPUT__0...) is matched by position.
+  std::vector<std::string> send_names, reply_names;
+
+  void learn_names() {
+    if (!send_names.empty()) return;
+    const auto md = client->model_metadata(options.model);
+    auto names_of = [](const std::vector<TensorMetadata>& t) {
+      std::vector<std::string> out;
+      for (const auto& m : t) out.push_back(m.name);
+      return out;
+    };
+    const auto inputs = names_of(md.inputs), outputs = names_of(md.outputs);
+    TAILOR_CHECK(inputs.size() == cut.size(), "model '", options.model, "' on ", options.server, " takes ",
+                 inputs.size(), " inputs (", join(inputs), "), but the plan's cloud part takes ", cut.size(), " (",
+                 join(cut), "); is it the plan's cloud part?");
+    send_names = std::is_permutation(inputs.begin(), inputs.end(), cut.begin()) ? cut : inputs;
+    reply_names = outputs;
+  }
 };
 
 EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : impl_(std::make_unique<Impl>()) {
@@ -260,6 +281,7 @@ EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : im
     r.cut = parts.at("cut").get<std::vector<std::string>>();
     r.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
     r.outputs = parts.at("outputs").get<std::vector<std::string>>();
+    r.cloud_outputs = parts.at("cloud_outputs").get<std::vector<std::string>>();
     r.codec = place::codec_from_string(parts.value("codec", "none"));
     r.has_cloud = !parts.value("cloud", "").empty();
     const auto& l = plan.at("link");
@@ -337,6 +359,10 @@ std::vector<torch::Tensor> EdgeRuntime::run(const std::vector<torch::Tensor>& in
                  inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) send.emplace_back(r.cut[i], inputs[i]);
   }
+  if (r.has_cloud) {
+    r.learn_names();
+    for (size_t i = 0; i < send.size(); ++i) send[i].first = r.send_names[i];
+  }
   t.edge_ms = ms_between(t0, Clock::now());
   // An exit answers when every row of the batch is at least as confident as its threshold.
   for (const auto& e : r.exits) {
@@ -351,7 +377,13 @@ std::vector<torch::Tensor> EdgeRuntime::run(const std::vector<torch::Tensor>& in
   }
   if (r.has_cloud) {
     auto reply = r.client->infer(r.options.model, send, r.codec);
-    for (size_t i = 0; i < reply.names.size(); ++i) named[reply.names[i]] = reply.outputs[i];
+    // Outputs by name where the server uses the plan's names, else by position in the cloud part's order.
+    for (size_t i = 0; i < reply.names.size(); ++i) {
+      const bool ours = std::find(r.cloud_outputs.begin(), r.cloud_outputs.end(), reply.names[i]) != r.cloud_outputs.end();
+      const auto pos = std::find(r.reply_names.begin(), r.reply_names.end(), reply.names[i]) - r.reply_names.begin();
+      if (ours) named[reply.names[i]] = reply.outputs[i];
+      else if (pos < static_cast<long>(r.cloud_outputs.size())) named[r.cloud_outputs[pos]] = reply.outputs[i];
+    }
     t.call = reply.timing;
   }
   std::vector<torch::Tensor> result;

@@ -508,7 +508,15 @@ Server::Server(const std::vector<ModelSpec>& models, const ServerOptions& option
   for (auto& mine : impl_->executables)
     for (auto& [name, m] : impl_->models) {
       try {
-        mine[{m.get(), m->inputs.shapes}] = impl_->compile_for(*m, m->inputs.shapes);
+        auto exe = impl_->compile_for(*m, m->inputs.shapes);
+        // oneDNN and LibTorch make their kernels on the first runs; those happen here, not in a client's request.
+        std::vector<c10::IValue> zeros;
+        for (size_t i = 0; i < m->inputs.shapes.size(); ++i)
+          zeros.emplace_back(torch::zeros(m->inputs.shapes[i], wire::scalar_type_of(m->inputs.datatypes[i])));
+        torch::NoGradGuard no_grad;
+        set_threads(m->spec.threads);
+        for (int k = 0; k < 3; ++k) exe->run(zeros);
+        mine[{m.get(), m->inputs.shapes}] = std::move(exe);
       } catch (const Error& e) {
         TAILOR_FAIL("model '", name, "' (", m->spec.file, ") on ", m->spec.backend, ": ", e.message());
       }
