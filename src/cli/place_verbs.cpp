@@ -12,7 +12,7 @@ namespace tailor::cli {
 namespace {
 
 struct PlaceArgs {
-  std::string manifest, edge, cloud, objective, output, percentile, codec;
+  std::string manifest, edge, cloud, objective, output, percentile, codec, placement = "best";
   std::vector<std::string> links, variants;
   double latency_ms = 0, throughput = 0, min_accuracy = -1;
   bool measure = false, json = false;
@@ -116,6 +116,21 @@ int place_cmd(const PlaceArgs& args) {
   // Every plan is made before any file is written.
   std::vector<place::Plan> plans;
   for (const auto& link : links) plans.push_back(place::plan(manifest, dir, edge, cloud, link, objective));
+  // For comparisons (benchmarks/serving.sh runs every placement for real): export another candidate of the chosen
+  // variant instead of the best.
+  if (args.placement != "best") {
+    TAILOR_CHECK(args.placement == "edge" || args.placement == "cloud" || args.placement == "split",
+                 "--placement: best, edge, cloud or split, not '", args.placement, "'");
+    for (auto& p : plans) {
+      const place::Placement* forced = nullptr;
+      for (const auto& c : p.chosen.candidates)
+        if (!forced && place::to_string(c.site) == args.placement) forced = &c;
+      TAILOR_CHECK(forced, "--placement ", args.placement, ": variant '", p.chosen.variant, "' on link '", p.link.name,
+                   "' has no ", args.placement, " candidate (a split that beats neither side is not kept)");
+      p.chosen.best = *forced;
+      p.chosen.notes.push_back("placement forced to " + args.placement + " by --placement (not the planner's choice)");
+    }
+  }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& p : plans) {
     if (!args.json) print_plan(p);
@@ -154,6 +169,8 @@ void add_place_verbs(CLI::App& app, std::vector<std::function<int()>>& actions) 
   sub->add_option("--min-accuracy", args->min_accuracy, "accuracy floor in [0, 1]");
   sub->add_option("--codec", args->codec, "encoding of tensors sent over the link: none, fp16, int8");
   sub->add_option("--variant", args->variants, "plan only these variants (repeat)");
+  sub->add_option("--placement", args->placement, "export this placement of the chosen variant instead of the best: "
+                  "edge, cloud or split (for comparisons)");
   sub->add_flag("--measure", args->measure, "profile the variants on a device this machine can run where the manifest "
                 "lacks its profile (added to the manifest)");
   sub->add_option("-o,--output", args->output, "write edge.pt, cloud.pt and plan.json here (a folder per link when "

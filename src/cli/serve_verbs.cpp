@@ -69,64 +69,34 @@ LatencyStats measure_part(const std::string& file, const nlohmann::json& device,
   return time_executable(*exe, inputs, po, nullptr);
 }
 
-place::ServiceTime scaled(const place::ServiceTime& shape, double p50) {
-  place::ServiceTime t = shape;
-  const double m = shape.median();
-  for (double& v : t.ms) v = m > 0 ? v * p50 / m : p50;
-  return t;
-}
-
 int simulate_cmd(const SimulateArgs& a) {
+  const auto path = (std::filesystem::path(a.plan) / "plan.json").string();
   const auto plan = read_plan_json(a.plan);
-  place::Objective objective;
-  const auto& o = plan.value("objective", nlohmann::json::object());
-  objective.percentile = a.percentile.empty() ? o.value("percentile", "p50") : a.percentile;
-  TAILOR_CHECK(objective.percentile == "p50" || objective.percentile == "p90", "--percentile must be p50 or p90");
-  if (o.contains("latency_ms") && o["latency_ms"].is_number()) objective.latency_ms = o["latency_ms"].get<double>();
-  if (a.latency_ms > 0) objective.latency_ms = a.latency_ms;
-  place::Link link;
-  const auto& l = plan.at("link");
-  link.name = l.value("name", "");
-  link.uplink_mbps = l.at("uplink_mbps").get<double>();
-  link.downlink_mbps = l.at("downlink_mbps").get<double>();
-  link.rtt_ms = l.value("rtt_ms", 0.0);
-  link.jitter_ms = l.value("jitter_ms", 0.0);
   const auto arrivals = place::Arrivals::parse(a.arrivals);
   // Spread of each site's service time: measured on the plan's own parts, or none (the predicted time each request).
-  place::ServiceTime edge_shape = place::ServiceTime::fixed(1), cloud_shape = place::ServiceTime::fixed(1);
+  std::optional<place::ServiceTime> edge_spread, cloud_spread;
   std::string source = "predicted per-node times, no spread";
   if (a.measure) {
     const auto& parts = plan.at("parts");
     const auto shapes = parts.at("input_shapes").get<std::vector<std::vector<int64_t>>>();
     const auto folder = std::filesystem::path(a.plan);
     if (!parts.value("edge", "").empty())
-      edge_shape = place::ServiceTime::from_stats(measure_part((folder / parts.value("edge", "")).string(),
-                                                               plan.at("edge"), shapes));
+      edge_spread = place::ServiceTime::from_stats(measure_part((folder / parts.value("edge", "")).string(),
+                                                                plan.at("edge"), shapes));
     if (!parts.value("cloud", "").empty())
-      cloud_shape = place::ServiceTime::from_stats(measure_part((folder / parts.value("cloud", "")).string(),
-                                                                plan.at("cloud"), {}));
+      cloud_spread = place::ServiceTime::from_stats(measure_part((folder / parts.value("cloud", "")).string(),
+                                                                 plan.at("cloud"), {}));
     source = "spread measured on the plan's parts";
   }
-  const auto& chosen = plan.at("chosen");
-  std::vector<nlohmann::json> placements = {chosen.at("placement")};
-  if (a.all)
-    for (const auto& c : chosen.value("candidates", nlohmann::json::array()))
-      if (c.value("method", "") != chosen.at("placement").value("method", "")) placements.push_back(c);
-  double exit_rate = 0;
-  for (const auto& e : chosen.value("exits", nlohmann::json::array())) exit_rate += e.value("rate", 0.0);
+  auto setup = place::fleet_setup(plan.dump(), path, a.all, edge_spread, cloud_spread);
+  auto& objective = setup.objective;
+  if (!a.percentile.empty()) objective.percentile = a.percentile;
+  TAILOR_CHECK(objective.percentile == "p50" || objective.percentile == "p90", "--percentile must be p50 or p90");
+  if (a.latency_ms > 0) objective.latency_ms = a.latency_ms;
+  const auto& link = setup.link;
   std::vector<place::FleetResult> results;
-  for (const auto& p : placements) {
-    const auto& predicted = p.at("predicted");
-    place::FleetScenario s;
-    s.name = p.value("site", "") + (p.value("site", "") == "split" ? " (" + p.value("method", "") + ")" : "");
-    if (&p == &placements.front()) s.name += " [chosen]";
-    s.edge = scaled(edge_shape, predicted.value("edge_ms", 0.0));
-    if (p.value("site", "") != "edge") s.cloud = scaled(cloud_shape, predicted.value("cloud_ms", 0.0));
-    s.up_bytes = p.value("up_bytes", int64_t{0});
-    s.down_bytes = p.value("down_bytes", int64_t{0});
-    s.link = link;
+  for (auto& s : setup.scenarios) {
     s.overhead_ms = a.overhead_ms;
-    s.exit_rate = p.value("site", "") == "edge" ? 0 : exit_rate;
     s.executors = a.executors;
     s.arrivals = arrivals;
     s.requests = a.requests;

@@ -124,6 +124,50 @@ struct Request {
 
 }  // namespace
 
+FleetSetup fleet_setup(const std::string& plan_json, const std::string& where, bool all,
+                       const std::optional<ServiceTime>& edge_spread, const std::optional<ServiceTime>& cloud_spread) {
+  FleetSetup setup;
+  try {
+    const auto plan = nlohmann::json::parse(plan_json);
+    setup.link = Link::parse(plan.at("link").dump(), where);  // JSON is YAML, with the link file's keys
+    const auto& o = plan.value("objective", nlohmann::json::object());
+    setup.objective.percentile = o.value("percentile", "p50");
+    if (o.contains("latency_ms") && o["latency_ms"].is_number()) setup.objective.latency_ms = o["latency_ms"].get<double>();
+    const auto& chosen = plan.at("chosen");
+    std::vector<nlohmann::json> placements = {chosen.at("placement")};
+    if (all)
+      for (const auto& c : chosen.value("candidates", nlohmann::json::array()))
+        if (c.value("method", "") != placements[0].value("method", "") || c.value("site", "") != placements[0].value("site", ""))
+          placements.push_back(c);
+    double exit_rate = 0;
+    for (const auto& e : chosen.value("exits", nlohmann::json::array())) exit_rate += e.value("rate", 0.0);
+    auto stage = [](const std::optional<ServiceTime>& spread, double median) {
+      if (!spread || spread->median() <= 0) return ServiceTime::fixed(median);
+      ServiceTime t = *spread;
+      const double m = spread->median();
+      for (double& v : t.ms) v *= median / m;
+      return t;
+    };
+    for (size_t i = 0; i < placements.size(); ++i) {
+      const auto& p = placements[i];
+      const auto& predicted = p.at("predicted");
+      const std::string site = p.value("site", "");
+      FleetScenario s;
+      s.name = site + (site == "split" ? " (" + p.value("method", "") + ")" : "") + (i == 0 ? " [chosen]" : "");
+      s.edge = stage(edge_spread, predicted.value("edge_ms", 0.0));
+      if (site != "edge") s.cloud = stage(cloud_spread, predicted.value("cloud_ms", 0.0));
+      s.up_bytes = p.value("up_bytes", int64_t{0});
+      s.down_bytes = p.value("down_bytes", int64_t{0});
+      s.link = setup.link;
+      s.exit_rate = site == "edge" ? 0 : exit_rate;
+      setup.scenarios.push_back(std::move(s));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    TAILOR_FAIL("plan '", where, "': ", e.what());
+  }
+  return setup;
+}
+
 FleetPoint simulate(const FleetScenario& s, int devices) {
   TAILOR_CHECK(devices > 0, "the fleet needs at least one device");
   TAILOR_CHECK(s.executors > 0, "the server needs at least one executor");
@@ -280,7 +324,8 @@ std::string FleetResult::to_json() const {
 std::string render_fleet_html(const std::vector<FleetResult>& results, const Objective& objective) {
   std::ostringstream h;
   if (results.empty()) return "";
-  h << "<h2>Fleet simulation</h2>\n<p class=\"note\">Simulated: " << results[0].points.size()
+  h << "<h2>Fleet simulation: " << html_escape(results[0].scenario.link.name)
+    << "</h2>\n<p class=\"note\">Simulated: " << results[0].points.size()
     << " fleet sizes, " << html_escape(results[0].scenario.arrivals.str()) << ", " << results[0].scenario.executors
     << " server executor(s); service times from profiles, transfers from the link model.</p>\n<table><tr><th>placement"
        "</th><th>devices</th><th>p50 ms</th><th>p99 ms</th><th>req/s</th><th>server busy</th><th>queue p99 ms</th>"
@@ -293,7 +338,7 @@ std::string render_fleet_html(const std::vector<FleetResult>& results, const Obj
         << "%</td><td>" << short_number(p.queue_p99_ms) << "</td></tr>\n";
   h << "</table>\n";
   detail::Plot plot;
-  plot.title = "latency vs devices";
+  plot.title = results[0].scenario.link.name + ": latency vs edge devices";
   plot.x_label = "edge devices";
   plot.y_label = "ms, end to end";
   static const char* colors[] = {"#36c", "#c60", "#2a7", "#a3a", "#777"};

@@ -27,6 +27,7 @@
 #include "tailor/ir/analysis.hpp"
 #include "tailor/models/zoo.hpp"
 #include "tailor/pass/pass.hpp"
+#include "tailor/place/simulate.hpp"
 #include "tailor/runtime/backend.hpp"
 #include "tailor/train/train.hpp"
 #include "tailor/version.hpp"
@@ -166,7 +167,7 @@ Description description(const Parser& P, const YAML::Node& n, const fs::path& di
 }
 
 PlacementSpec placement(const Parser& P, const YAML::Node& n, const fs::path& dir, const std::string& isa) {
-  P.keys(n, "placement", {"edge", "cloud", "links", "objective"});
+  P.keys(n, "placement", {"edge", "cloud", "links", "objective", "fleet"});
   PlacementSpec spec;
   for (const char* key : {"edge", "cloud"})
     if (!n[key]) P.fail(n, "placement needs '", key, "' (a device file, or e.g. backend=onednn-cpu,threads=1)");
@@ -185,6 +186,40 @@ PlacementSpec placement(const Parser& P, const YAML::Node& n, const fs::path& di
     if (!names.insert(spec.links[i].name).second)
       P.fail(links[i], "two links named '", spec.links[i].name, "' (each gets a plan folder of that name)");
   if (const auto o = n["objective"]) spec.objective = description<place::Objective>(P, o, dir, "placement.objective");
+  if (const auto f = n["fleet"]) {
+    P.keys(f, "placement.fleet", {"devices", "executors", "arrivals"});
+    PlacementSpec::Fleet fleet;
+    if (const auto d = f["devices"]) {
+      if (!d.IsSequence() || d.size() == 0) P.fail(d, "placement.fleet.devices must be a list of fleet sizes");
+      fleet.devices.clear();
+      for (const auto& x : d) {
+        int v = 0;
+        try {
+          v = x.as<int>();
+        } catch (const YAML::Exception&) {
+        }
+        if (v <= 0) P.fail(x, "placement.fleet.devices: '", YAML::Dump(x), "' is not a positive number of devices");
+        fleet.devices.push_back(v);
+      }
+    }
+    if (const auto e = f["executors"]) {
+      try {
+        fleet.executors = e.as<int>();
+      } catch (const YAML::Exception&) {
+        fleet.executors = 0;
+      }
+      if (fleet.executors <= 0) P.fail(e, "placement.fleet.executors must be a positive integer");
+    }
+    if (const auto a = f["arrivals"]) {
+      fleet.arrivals = a.as<std::string>();
+      try {
+        place::Arrivals::parse(fleet.arrivals);
+      } catch (const Error& err) {
+        P.fail(a, "placement.fleet.arrivals: ", err.message());
+      }
+    }
+    spec.fleet = fleet;
+  }
   return spec;
 }
 

@@ -26,6 +26,7 @@
 #include "tailor/ir/analysis.hpp"
 #include "tailor/models/zoo.hpp"
 #include "tailor/pass/pass.hpp"
+#include "tailor/place/simulate.hpp"
 #include "tailor/runtime/backend.hpp"
 #include "tailor/train/train.hpp"
 #include "tailor/version.hpp"
@@ -239,6 +240,18 @@ std::string render_report(const Recipe& r, const Manifest& m, const std::vector<
       << "accurate): " << html_escape(join(front)) << "." << off_chart << "</p>\n";
   }
   h << place::render_html(plans);
+  if (r.placement && r.placement->fleet)
+    for (const auto& plan : plans) {
+      const auto& fleet = *r.placement->fleet;
+      auto setup = place::fleet_setup(plan.to_json(), "link " + plan.link.name);
+      std::vector<place::FleetResult> results;
+      for (auto& s : setup.scenarios) {
+        s.executors = fleet.executors;
+        s.arrivals = place::Arrivals::parse(fleet.arrivals);
+        results.push_back(place::simulate_fleet(s, fleet.devices, setup.objective));
+      }
+      h << place::render_fleet_html(results, setup.objective);
+    }
   for (const auto& f : placement_failures) h << "<p class=\"flag\">No placement on " << html_escape(f) << "</p>\n";
   h << "<p class=\"note\">Variant files are in <code>variants/</code>; every card, with full latency profiles and "
        "provenance, is in <code>manifest.json</code>.</p>\n</body></html>\n";

@@ -89,6 +89,8 @@ Client::Client(const std::string& address, ClientOptions options) : impl_(std::m
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
   args.SetMaxSendMessageSize(-1);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kStreamWindowBytes);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kMaxFrameBytes);
   impl_->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   impl_->oip = inference::GRPCInferenceService::NewStub(impl_->channel);
   impl_->tailor = tailor_serve::TailorService::NewStub(impl_->channel);
@@ -284,12 +286,7 @@ EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : im
     r.cloud_outputs = parts.at("cloud_outputs").get<std::vector<std::string>>();
     r.codec = place::codec_from_string(parts.value("codec", "none"));
     r.has_cloud = !parts.value("cloud", "").empty();
-    const auto& l = plan.at("link");
-    r.link.name = l.value("name", "");
-    r.link.uplink_mbps = l.at("uplink_mbps").get<double>();
-    r.link.downlink_mbps = l.at("downlink_mbps").get<double>();
-    r.link.rtt_ms = l.value("rtt_ms", 0.0);
-    r.link.jitter_ms = l.value("jitter_ms", 0.0);
+    r.link = place::Link::parse(plan.at("link").dump(), path);  // JSON is YAML, with the link file's keys
     r.predicted_ms = plan.at("chosen").at("placement").at("predicted").at("total_ms").get<double>();
     if (options.exits)
       for (const auto& e : plan.at("chosen").value("exits", nlohmann::json::array()))

@@ -236,6 +236,23 @@ struct Server::Impl final : inference::GRPCInferenceService::Service, tailor_ser
     models[spec.name] = load_model(spec);
   }
 
+  void warm_up(Executables& mine) {
+    for (auto& [name, m] : models) {
+      try {
+        set_threads(m->spec.threads);
+        auto exe = compile_for(*m, m->inputs.shapes);
+        std::vector<c10::IValue> zeros;
+        for (size_t i = 0; i < m->inputs.shapes.size(); ++i)
+          zeros.emplace_back(torch::zeros(m->inputs.shapes[i], wire::scalar_type_of(m->inputs.datatypes[i])));
+        torch::NoGradGuard no_grad;
+        for (int k = 0; k < 3; ++k) exe->run(zeros);
+        mine[{m.get(), m->inputs.shapes}] = std::move(exe);
+      } catch (const Error& e) {
+        TAILOR_FAIL("model '", name, "' (", m->spec.file, ") on ", m->spec.backend, ": ", e.message());
+      }
+    }
+  }
+
   void executor_loop(size_t index) {
     Executables& mine = executables[index];
     int threads = 0;
@@ -504,22 +521,36 @@ Server::Server(const std::vector<ModelSpec>& models, const ServerOptions& option
   if (!options.isa.empty()) set_isa_cap(options.isa);
   for (const auto& spec : models) impl_->load(spec);
   // Every executor compiles every model before the server answers ready, so the first requests are not slow.
+  // Every executor compiles and warms up every model on its own thread before the server answers ready: the first
+  // runs of oneDNN and LibTorch are slow, and OpenMP work on any other thread would leave a second thread team in
+  // the process, which makes libgomp throttle its spinning and pay a wake-up in every parallel region.
   impl_->executables.resize(options.executors);
-  for (auto& mine : impl_->executables)
-    for (auto& [name, m] : impl_->models) {
+  std::vector<std::string> errors(options.executors);
+  std::mutex warm_mutex;
+  std::condition_variable warm_cv;
+  size_t warmed = 0;
+  for (size_t i = 0; i < impl_->executables.size(); ++i)
+    impl_->executors.emplace_back([this, i, &errors, &warm_mutex, &warm_cv, &warmed] {
       try {
-        auto exe = impl_->compile_for(*m, m->inputs.shapes);
-        // oneDNN and LibTorch make their kernels on the first runs; those happen here, not in a client's request.
-        std::vector<c10::IValue> zeros;
-        for (size_t i = 0; i < m->inputs.shapes.size(); ++i)
-          zeros.emplace_back(torch::zeros(m->inputs.shapes[i], wire::scalar_type_of(m->inputs.datatypes[i])));
-        torch::NoGradGuard no_grad;
-        set_threads(m->spec.threads);
-        for (int k = 0; k < 3; ++k) exe->run(zeros);
-        mine[{m.get(), m->inputs.shapes}] = std::move(exe);
-      } catch (const Error& e) {
-        TAILOR_FAIL("model '", name, "' (", m->spec.file, ") on ", m->spec.backend, ": ", e.message());
+        impl_->warm_up(impl_->executables[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
       }
+      {
+        std::lock_guard<std::mutex> lock(warm_mutex);
+        ++warmed;
+      }
+      warm_cv.notify_all();
+      impl_->executor_loop(i);
+    });
+  {
+    std::unique_lock<std::mutex> lock(warm_mutex);
+    warm_cv.wait(lock, [&] { return warmed == impl_->executables.size(); });
+  }
+  for (const auto& e : errors)
+    if (!e.empty()) {
+      shutdown(0);
+      TAILOR_FAIL(e);
     }
 }
 
@@ -531,13 +562,18 @@ void Server::start() {
   builder.AddListeningPort(impl_->options.address, grpc::InsecureServerCredentials(), &impl_->bound_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(impl_->options.max_request_bytes, INT32_MAX)));
   builder.SetMaxSendMessageSize(INT32_MAX);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, wire::kStreamWindowBytes);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_FRAME_SIZE, wire::kMaxFrameBytes);
+  // Handler threads wait while their request is queued or computed, so they are bounded by the queue: beyond
+  // that, gRPC refuses new calls with RESOURCE_EXHAUSTED instead of growing without limit.
+  grpc::ResourceQuota quota("tailor-serve");
+  quota.SetMaxThreads(std::max(64, impl_->options.queue_limit + impl_->options.executors + 16));
+  builder.SetResourceQuota(quota);
   builder.RegisterService(static_cast<inference::GRPCInferenceService::Service*>(impl_.get()));
   builder.RegisterService(static_cast<tailor_serve::TailorService::Service*>(impl_.get()));
   impl_->server = builder.BuildAndStart();
   TAILOR_CHECK(impl_->server && impl_->bound_port > 0, "cannot listen on ", impl_->options.address,
                " (in use, or not an address of this machine)");
-  for (size_t i = 0; i < impl_->executables.size(); ++i)
-    impl_->executors.emplace_back([this, i] { impl_->executor_loop(i); });
   impl_->ready = true;
 }
 

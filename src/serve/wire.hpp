@@ -13,6 +13,11 @@
 
 namespace tailor::serve::wire {
 
+/// HTTP/2 settings both ends use: a stream window and frames large enough that a request of a few megabytes
+/// crosses in one flight instead of waiting for window updates (gRPC's defaults start at 64 KiB).
+inline constexpr int kStreamWindowBytes = 32 << 20;
+inline constexpr int kMaxFrameBytes = (1 << 24) - 1;
+
 /// The name of a gRPC status code ("INVALID_ARGUMENT"), for errors a caller can match.
 std::string status_name(int code);
 

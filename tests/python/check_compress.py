@@ -26,8 +26,9 @@ base = first["variants"][0]
 assert c50["macs"] < base["macs"] and [p["pass"].split("{")[0] for p in c50["provenance"]] == ["prune-channels", "distill"]
 assert first["kept"], first["kept"]
 html = open(first["report"]).read()
-# Two accuracy-latency plots, then one latency-vs-bandwidth plot per variant in the placement section.
-assert html.count("<svg") == 2 + len(names) and "Pareto front" in html and "Placement" in html and "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+# Two accuracy-latency plots, one latency-vs-bandwidth plot per variant in the placement section, and one
+# latency-vs-devices plot per link from the fleet simulation.
+assert html.count("<svg") == 2 + len(names) + 2 and "Fleet simulation: lte" in html and "Pareto front" in html and "Placement" in html and "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
 for name in names:
     assert name in html, name
 for link in ("lte", "1000up-0.5ms"):

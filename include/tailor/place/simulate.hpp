@@ -67,6 +67,19 @@ struct FleetResult {
   std::string to_json() const;
 };
 
+/// What a plan gives the simulator: its link and objective, and one scenario per placement of the chosen variant
+/// (the chosen placement first, marked "[chosen]", then the other candidates when `all`), with the predicted stage
+/// times, bytes and exit rate. A stage's spread comes from `edge_spread` / `cloud_spread` (quantile functions scaled
+/// to the stage's predicted median; none when unset). `plan_json` is plan.json's text or Plan::to_json().
+struct FleetSetup {
+  Link link;
+  Objective objective;
+  std::vector<FleetScenario> scenarios;
+};
+FleetSetup fleet_setup(const std::string& plan_json, const std::string& where, bool all = true,
+                       const std::optional<ServiceTime>& edge_spread = std::nullopt,
+                       const std::optional<ServiceTime>& cloud_spread = std::nullopt);
+
 /// Simulates `devices` edge devices.
 FleetPoint simulate(const FleetScenario& scenario, int devices);
 /// Simulates each device count and marks where `objective` (its latency at its percentile) is first missed.

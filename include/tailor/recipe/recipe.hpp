@@ -34,6 +34,13 @@ struct PlacementSpec {
   place::Device edge, cloud;
   std::vector<place::Link> links;
   place::Objective objective;
+  /// `fleet:` — the report simulates each link's plan with this many edge devices against one server.
+  struct Fleet {
+    std::vector<int> devices = {1, 2, 4, 8, 16, 32};
+    int executors = 1;
+    std::string arrivals = "closed";  ///< as `tailor simulate --arrivals`
+  };
+  std::optional<Fleet> fleet;
 };
 
 struct Recipe {
