@@ -1,5 +1,8 @@
 #include "tailor/capture/capture.hpp"
 
+#include <cerrno>
+#include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -729,8 +732,9 @@ GraphModule capture(torch::nn::Module& module,
 
 GraphModule load(const std::string& path) {
   {
+    TAILOR_CHECK(!std::filesystem::is_directory(path), "model file '", path, "' is a folder");
     std::ifstream probe(path, std::ios::binary);
-    TAILOR_CHECK(probe.good(), "cannot open model file '", path, "'");
+    TAILOR_CHECK(probe.good(), "cannot open model file '", path, "': ", std::strerror(errno));
     char magic[2] = {0, 0};
     probe.read(magic, 2);
     TAILOR_CHECK(magic[0] == 'P' && magic[1] == 'K', "'", path,
@@ -743,6 +747,8 @@ GraphModule load(const std::string& path) {
     module = jit::load(path, c10::nullopt, extra);
   } catch (const c10::Error& e) {
     TAILOR_FAIL("cannot load TorchScript archive '", path, "': ", e.what_without_backtrace());
+  } catch (const std::exception& e) {  // the TorchScript compiler's own errors (damaged code in the archive)
+    TAILOR_FAIL("cannot load TorchScript archive '", path, "': ", e.what());
   }
   const std::string& embedded = extra[kEmbeddedGraphFile];
   if (!embedded.empty()) {

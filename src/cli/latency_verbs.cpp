@@ -7,6 +7,7 @@
 
 #include "cli.hpp"
 #include "tailor/latency/latency.hpp"
+#include "tailor/export/export.hpp"
 #include "tailor/runtime/isa.hpp"
 
 namespace tailor::cli {
@@ -184,15 +185,7 @@ int validate_cmd(const ValidateArgs& a) {
     if (!quiet) std::cerr << fmt::format("[{:>4}/{}] {:6.1f} s, ~{} left\n", done, goal, elapsed, eta(elapsed, done, goal, 1e9));
   };
   const latency::ValidationReport r = latency::validate(table, o);
-  if (!a.output.empty()) {
-    const std::string tmp = a.output + ".tmp";
-    {
-      std::ofstream f(tmp);
-      TAILOR_CHECK(f, "cannot write '", tmp, "'");
-      f << r.to_json() << "\n";
-    }
-    fs::rename(tmp, a.output);
-  }
+  if (!a.output.empty()) write_file_atomically(a.output, r.to_json() + "\n");
   if (a.json) {
     std::cout << r.to_json() << "\n";
     return 0;

@@ -1,5 +1,6 @@
 // The `tailor` command-line tool: a thin driver over the library. Transforming verbs build pipeline text and
 // run the registered passes (transform_verbs.cpp); the others measure, report and orchestrate (verbs.cpp).
+#include <csignal>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,9 @@
 #include "cli.hpp"
 
 int main(int argc, char** argv) {
+  // Past a file-size limit (ulimit -f) a write must fail with EFBIG, which tailor reports and cleans up after,
+  // instead of the default SIGXFSZ that kills the process mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"tailor: fit LibTorch models to the hardware they run on"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string(tailor::version()));

@@ -42,18 +42,29 @@ Dataset load_fashion_mnist(Split split, const std::string& root, int64_t limit) 
   const std::string prefix = root + "/" + (split == Split::Train ? "train" : "t10k");
   const std::string images_path = prefix + "-images-idx3-ubyte.gz";
   const std::string labels_path = prefix + "-labels-idx1-ubyte.gz";
-  const auto images = read_gzip(images_path);
-  const auto labels = read_gzip(labels_path);
-  TAILOR_CHECK(images.size() >= 16 && be32(images, 0) == 2051, "'", images_path, "' is not an IDX image file");
-  TAILOR_CHECK(labels.size() >= 8 && be32(labels, 0) == 2049, "'", labels_path, "' is not an IDX label file");
-  const int64_t n = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12);
-  TAILOR_CHECK(static_cast<int64_t>(be32(labels, 4)) == n, "'", images_path, "' and '", labels_path,
-               "' hold different numbers of items");
-  TAILOR_CHECK(static_cast<int64_t>(images.size()) == 16 + n * rows * cols, "'", images_path, "' is truncated");
-  TAILOR_CHECK(static_cast<int64_t>(labels.size()) == 8 + n, "'", labels_path, "' is truncated");
-  const int64_t keep = limit > 0 ? std::min(limit, n) : n;
+  return decode_idx(read_gzip(images_path), read_gzip(labels_path), images_path, labels_path, limit);
+}
+
+Dataset decode_idx(const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels,
+                   const std::string& images_name, const std::string& labels_name, int64_t limit) {
+  TAILOR_CHECK(images.size() >= 16 && be32(images, 0) == 2051, "'", images_name, "' is not an IDX image file");
+  TAILOR_CHECK(labels.size() >= 8 && be32(labels, 0) == 2049, "'", labels_name, "' is not an IDX label file");
+  // Counts are 32-bit each, so their product is checked without multiplying (it can exceed 64 bits).
+  const uint64_t n = be32(images, 4), rows = be32(images, 8), cols = be32(images, 12);
+  TAILOR_CHECK(rows > 0 && cols > 0, "'", images_name, "' has images of ", rows, " x ", cols, " pixels");
+  TAILOR_CHECK(be32(labels, 4) == n, "'", images_name, "' and '", labels_name, "' hold different numbers of items");
+  const uint64_t pixels = rows * cols, payload = images.size() - 16;
+  TAILOR_CHECK(payload % pixels == 0 && payload / pixels == n, "'", images_name, "' is truncated or too long: ",
+               payload, " bytes of pixels for ", n, " images of ", rows, " x ", cols);
+  TAILOR_CHECK(labels.size() - 8 == n, "'", labels_name, "' is truncated or too long: ", labels.size() - 8,
+               " labels for ", n, " items");
+  for (size_t i = 8; i < labels.size(); ++i)
+    TAILOR_CHECK(labels[i] < 10, "'", labels_name, "': label ", int(labels[i]), " of item ", i - 8,
+                 " is not a Fashion-MNIST class (0-9)");
+  const int64_t keep = limit > 0 ? std::min<int64_t>(limit, n) : static_cast<int64_t>(n);
   Dataset d;
-  d.images = torch::from_blob(const_cast<uint8_t*>(images.data() + 16), {keep, 1, rows, cols}, torch::kUInt8)
+  d.images = torch::from_blob(const_cast<uint8_t*>(images.data() + 16),
+                              {keep, 1, static_cast<int64_t>(rows), static_cast<int64_t>(cols)}, torch::kUInt8)
                  .to(torch::kFloat)
                  .div_(255.0)
                  .sub_(kFashionMnistMean)

@@ -2,6 +2,8 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -229,18 +231,22 @@ void write_file_atomically(const std::string& path, const std::string& contents)
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  TAILOR_CHECK(!fs::exists(dir) || fs::is_directory(dir), "cannot write '", path, "': '", dir.string(),
+               "' is a file, not a folder");
   TAILOR_CHECK(fs::is_directory(dir), "cannot write '", path, "': folder '", dir.string(), "' does not exist");
+  TAILOR_CHECK(!fs::is_directory(target), "cannot write '", path, "': it is a folder");
   std::random_device rd;
   const fs::path tmp = dir / ("." + target.filename().string() + ".tmp" + std::to_string(rd()));
   {
     std::ofstream out(tmp, std::ios::binary);
-    TAILOR_CHECK(out.good(), "cannot write '", tmp.string(), "'");
+    TAILOR_CHECK(out.good(), "cannot write '", path, "': ", std::strerror(errno));
     out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
     out.close();
+    const int write_errno = errno;
     if (!out.good()) {
       std::error_code ec;
       fs::remove(tmp, ec);
-      TAILOR_FAIL("writing '", path, "' failed (disk full?)");
+      TAILOR_FAIL("writing '", path, "' failed: ", std::strerror(write_errno), " (nothing was written)");
     }
   }
   std::error_code ec;

@@ -1,5 +1,7 @@
 #include "tailor/ir/graph_module.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cctype>
@@ -35,6 +37,14 @@ std::vector<int64_t> parse_shape(const std::string& text) {
     else if (!std::isspace(static_cast<unsigned char>(c))) cur += c;
   }
   flush();
+  // An input larger than the machine's memory cannot run; refuse it here, before a multiplication overflows or
+  // an allocation fails somewhere deep in a kernel.
+  const double memory = static_cast<double>(::sysconf(_SC_PHYS_PAGES)) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  double elements = 1;
+  for (int64_t d : shape) elements *= static_cast<double>(d);
+  TAILOR_CHECK(elements * 4 <= memory, "input shape '", text, "' holds ", elements, " elements (",
+               elements * 4 / (1 << 30), " GiB as float32), more than this machine's memory (",
+               memory / (1 << 30), " GiB)");
   return shape;
 }
 

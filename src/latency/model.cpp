@@ -11,6 +11,7 @@
 #include "internal.hpp"
 #include "regressor.hpp"
 #include "tailor/core/text.hpp"
+#include "tailor/export/export.hpp"
 #include "tailor/latency/latency.hpp"
 
 namespace tailor::latency {
@@ -497,17 +498,6 @@ Model Model::load(const std::string& file, const Target* expected) {
   return m;
 }
 
-void Model::save(const std::string& file) const {
-  const std::string tmp = file + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    TAILOR_CHECK(out, "cannot write latency table '", tmp, "'");
-    out << to_json();
-    TAILOR_CHECK(out.good(), "writing latency table '", tmp, "' failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, file, ec);
-  TAILOR_CHECK(!ec, "cannot rename '", tmp, "' to '", file, "': ", ec.message());
-}
+void Model::save(const std::string& file) const { write_file_atomically(file, to_json()); }
 
 }  // namespace tailor::latency

@@ -113,8 +113,104 @@ std::string Regressor::serialize() const {
   return base64_encode(data, n);
 }
 
+namespace {
+
+// XGBoost's UBJSON reader trusts the lengths inside the bytes (a damaged length asks for gigabytes, then reads past
+// the buffer), so the structure is walked here first: every length and count must fit in what is left.
+class UbjsonCheck {
+ public:
+  explicit UbjsonCheck(const std::string& bytes) : b_(bytes) {}
+  std::string why() {
+    try {
+      value(0);
+      if (at_ != b_.size()) return std::to_string(b_.size() - at_) + " bytes after the end of the model";
+      return "";
+    } catch (const std::string& reason) {
+      return reason + " at byte " + std::to_string(at_);
+    }
+  }
+
+ private:
+  const std::string& b_;
+  size_t at_ = 0;
+
+  uint8_t next() {
+    if (at_ >= b_.size()) throw std::string("truncated");
+    return static_cast<uint8_t>(b_[at_++]);
+  }
+  void skip(uint64_t n) {
+    if (n > b_.size() - at_) throw std::string("a length of " + std::to_string(n) + " past the end");
+    at_ += n;
+  }
+  static int size_of(uint8_t marker) {
+    switch (marker) {
+      case 'Z': case 'N': case 'T': case 'F': return 0;
+      case 'i': case 'U': case 'C': return 1;
+      case 'I': return 2;
+      case 'l': case 'd': return 4;
+      case 'L': case 'D': return 8;
+      default: return -1;
+    }
+  }
+  uint64_t length(uint8_t marker) {
+    const int n = size_of(marker);
+    if (marker != 'i' && marker != 'U' && marker != 'I' && marker != 'l' && marker != 'L')
+      throw std::string("a length with marker ") + std::to_string(marker);
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v = (v << 8) | next();
+    if (n < 8 && marker != 'U' && (v >> (8 * n - 1)) != 0) throw std::string("a negative length");
+    if ((v >> 63) != 0) throw std::string("a negative length");
+    return v;
+  }
+  void typed(uint8_t marker, int depth) {
+    if (marker == 'S' || marker == 'H') return skip(length(next()));
+    if (marker == '[' || marker == '{') return container(marker, depth + 1);
+    const int n = size_of(marker);
+    if (n < 0) throw std::string("unknown marker ") + std::to_string(marker);
+    skip(static_cast<uint64_t>(n));
+  }
+  void value(int depth) { typed(next(), depth); }
+  void container(uint8_t open, int depth) {
+    if (depth > 64) throw std::string("nesting deeper than 64");
+    const uint8_t close = open == '[' ? ']' : '}';
+    int type = -1;
+    if (at_ < b_.size() && b_[at_] == '$') {
+      ++at_;
+      type = next();
+      if (at_ >= b_.size() || b_[at_] != '#') throw std::string("a typed container without a count");
+    }
+    if (at_ < b_.size() && b_[at_] == '#') {
+      ++at_;
+      const uint64_t count = length(next());
+      const int each = type >= 0 ? size_of(static_cast<uint8_t>(type)) : -1;
+      if (each > 0 && count > (b_.size() - at_) / static_cast<uint64_t>(each))
+        throw std::string("a count of " + std::to_string(count) + " past the end");
+      if (each <= 0 && count > b_.size() - at_) throw std::string("a count of " + std::to_string(count) + " past the end");
+      for (uint64_t i = 0; i < count; ++i) {
+        if (open == '{') skip(length(next()));
+        if (type >= 0) typed(static_cast<uint8_t>(type), depth);
+        else value(depth);
+      }
+      return;
+    }
+    while (true) {
+      if (at_ >= b_.size()) throw std::string("truncated");
+      if (static_cast<uint8_t>(b_[at_]) == close) {
+        ++at_;
+        return;
+      }
+      if (open == '{') skip(length(next()));
+      value(depth);
+    }
+  }
+};
+
+}  // namespace
+
 std::unique_ptr<Regressor> Regressor::deserialize(const std::string& base64, const std::string& where) {
   const std::string bytes = base64_decode(base64, where);
+  const std::string damage = UbjsonCheck(bytes).why();
+  TAILOR_CHECK(damage.empty(), where, ": not a valid regressor (the XGBoost model is damaged: ", damage, ")");
   std::unique_ptr<Regressor> r(new Regressor());
   BoosterHandle b = nullptr;
   check(XGBoosterCreate(nullptr, 0, &b), "create a booster");

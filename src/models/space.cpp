@@ -25,6 +25,9 @@ int64_t read_int(const std::string& text, size_t& pos, const std::string& token,
   while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
   TAILOR_CHECK(end > pos, "architecture stage '", token, "': expected the ", what, " as a number at '",
                text.substr(pos), "' (stages are {depth}x{width}k{kernel}[e{expand}][s{stride}], e.g. 2x64k3s2)");
+  // Nine digits at most: every size of an architecture is far below that, and stoll cannot overflow.
+  TAILOR_CHECK(end - pos <= 9, "architecture stage '", token, "': the ", what, " '", text.substr(pos, end - pos),
+               "' is too large");
   const int64_t v = std::stoll(text.substr(pos, end - pos));
   TAILOR_CHECK(v > 0, "architecture stage '", token, "': the ", what, " must be positive");
   pos = end;
@@ -365,6 +368,28 @@ SearchSpace SearchSpace::from_json(const std::string& text) {
   for (const Stage& st : sp.stages)
     TAILOR_CHECK(!st.depths.empty() && !st.widths.empty() && !st.kernels.empty() && !st.expands.empty(),
                  "search space JSON: '", sp.name, "' has a stage with an empty list of choices");
+  // Choices become layer sizes: each must be positive and small enough to build (kernels odd, strides 1 or 2).
+  auto positive = [&](const std::vector<int64_t>& v, const char* what, int64_t most) {
+    for (int64_t x : v)
+      TAILOR_CHECK(x > 0 && x <= most, "search space JSON: '", sp.name, "': ", what, " ", x, " is outside 1..", most);
+  };
+  positive(sp.resolutions, "resolution", 4096);
+  positive(sp.stems, "stem width", 1 << 14);
+  for (int64_t h : sp.heads)
+    TAILOR_CHECK(h >= 0 && h <= (1 << 14), "search space JSON: '", sp.name, "': head width ", h, " is outside 0..16384");
+  TAILOR_CHECK(sp.in_channels > 0 && sp.in_channels <= 1024 && sp.classes > 1 && sp.classes <= 1 << 20,
+               "search space JSON: '", sp.name, "': ", sp.in_channels, " input channels and ", sp.classes,
+               " classes are not a classification task");
+  for (const Stage& st : sp.stages) {
+    positive(st.depths, "depth", 64);
+    positive(st.widths, "width", 1 << 14);
+    positive(st.kernels, "kernel size", 15);
+    positive(st.expands, "expansion ratio", 16);
+    for (int64_t k : st.kernels)
+      TAILOR_CHECK(k % 2 == 1, "search space JSON: '", sp.name, "': kernel size ", k, " is even (kernels are odd)");
+    TAILOR_CHECK(st.stride == 1 || st.stride == 2, "search space JSON: '", sp.name, "': stride ", st.stride,
+                 " (strides are 1 or 2)");
+  }
   return sp;
 }
 

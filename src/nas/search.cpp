@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "tailor/core/error.hpp"
+#include "tailor/export/export.hpp"
 #include "tailor/ir/analysis.hpp"
 #include "tailor/nas/nas.hpp"
 #include "tailor/pass/options.hpp"
@@ -222,13 +223,7 @@ class SearchState {
     if (file_.empty()) return;
     json j = {{"key", key_}, {"evaluated", json::array()}};
     for (const auto& [c, a] : accuracy_) j["evaluated"].push_back({{"config", c}, {"accuracy", a}});
-    const std::string tmp = file_ + ".tmp";
-    {
-      std::ofstream out(tmp);
-      TAILOR_CHECK(out, "search state '", file_, "' cannot be written");
-      out << j.dump(1);
-    }
-    std::filesystem::rename(tmp, file_);
+    write_file_atomically(file_, j.dump(1));
   }
 
  private:

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "tailor/capture/capture.hpp"
+#include "tailor/export/export.hpp"
 #include "tailor/core/error.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/nas/nas.hpp"
@@ -308,9 +309,9 @@ void SupernetImpl::save(const std::string& file) const {
   torch::serialize::OutputArchive archive;
   archive.write("tailor_supernet_space", c10::IValue(space_.to_json()));
   torch::nn::Module::save(archive);
-  const std::string tmp = file + ".tmp";
-  archive.save_to(tmp);
-  std::filesystem::rename(tmp, file);
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomically(file, bytes.str());
 }
 
 std::shared_ptr<SupernetImpl> SupernetImpl::load(const std::string& file) {

@@ -27,7 +27,8 @@ class Description {
     }
     TAILOR_CHECK(root_.IsMap(), where_, ": a ", kind, " description must be a map of keys (", join(keys), ")");
     for (const auto& kv : root_) {
-      const auto key = kv.first.as<std::string>();
+      TAILOR_CHECK(kv.first.IsScalar(), where_, ": a ", kind, " description's keys are names (", join(keys), ")");
+      const auto key = kv.first.Scalar();
       TAILOR_CHECK(std::find(keys.begin(), keys.end(), key) != keys.end(), where_, ": unknown ", kind, " key '", key,
                    "'; valid keys: ", join(keys));
     }

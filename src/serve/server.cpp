@@ -75,15 +75,10 @@ class Samples {
   size_t next_ = 0;
 };
 
-struct Tensors {
-  std::vector<std::string> names, datatypes;
-  std::vector<std::vector<int64_t>> shapes;
-};
-
 struct Model {
   ModelSpec spec;
   GraphModule module{nullptr};
-  Tensors inputs, outputs;
+  wire::TensorSpecs inputs, outputs;
   std::set<std::vector<std::vector<int64_t>>> shapes;  // compiled (or being compiled) input shapes
   std::mutex mutex;                                     // guards shapes and the statistics
   int64_t succeeded = 0, failed = 0, refused = 0;
@@ -149,7 +144,8 @@ ModelSpec ModelSpec::parse(const std::string& text) {
   ModelSpec spec;
   spec.name = text.substr(0, eq);
   const auto fields = split(text.substr(eq + 1), ',');
-  spec.file = fields.at(0);
+  TAILOR_CHECK(!fields.empty() && !fields[0].empty(), "model '", spec.name, "': no file after '=' (NAME=FILE)");
+  spec.file = fields[0];
   for (size_t i = 1; i < fields.size(); ++i) {
     const auto kv = fields[i].find('=');
     TAILOR_CHECK(kv != std::string::npos, "model '", spec.name, "': '", fields[i], "' is not key=value");
@@ -158,7 +154,9 @@ ModelSpec ModelSpec::parse(const std::string& text) {
       spec.backend = value;
     } else if (key == "threads") {
       try {
-        spec.threads = std::stoi(value);
+        size_t used = 0;
+        spec.threads = std::stoi(value, &used);
+        if (used != value.size()) spec.threads = 0;
       } catch (const std::exception&) {
         spec.threads = 0;
       }
@@ -293,53 +291,9 @@ struct Server::Impl final : inference::GRPCInferenceService::Service, tailor_ser
     auto invalid = [&](const std::string& message) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "model '" + m.spec.name + "': " + message);
     };
-    const auto& in = m.inputs;
-    if (static_cast<size_t>(request.inputs_size()) != in.names.size())
-      return invalid("expected " + std::to_string(in.names.size()) + " inputs (" + join(in.names) + "), got " +
-                     std::to_string(request.inputs_size()));
-    if (request.raw_input_contents_size() != 0 && request.raw_input_contents_size() != request.inputs_size())
-      return invalid(std::to_string(request.raw_input_contents_size()) + " raw contents for " +
-                     std::to_string(request.inputs_size()) + " inputs");
-    job.inputs.assign(in.names.size(), c10::IValue());
-    job.shapes.assign(in.names.size(), {});
-    std::vector<bool> seen(in.names.size(), false);
-    const int64_t max_elements = options.max_request_bytes;
-    for (int k = 0; k < request.inputs_size(); ++k) {
-      const auto& t = request.inputs(k);
-      const auto pos = std::find(in.names.begin(), in.names.end(), t.name()) - in.names.begin();
-      if (pos == static_cast<long>(in.names.size()))
-        return invalid("no input named '" + t.name() + "' (inputs: " + join(in.names) + ")");
-      if (seen[pos]) return invalid("input '" + t.name() + "' is given twice");
-      seen[pos] = true;
-      const std::string what = "input '" + t.name() + "'";
-      const std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
-      const auto& expected = in.shapes[pos];
-      bool shape_ok = shape.size() == expected.size() && !shape.empty();
-      for (size_t d = 1; shape_ok && d < shape.size(); ++d) shape_ok = shape[d] == expected[d];
-      if (!shape_ok || shape[0] <= 0)
-        return invalid(what + ": shape " + shape_to_string(shape) + ", but the model takes " +
-                       shape_to_string(expected) + " (the first dimension may vary)");
-      try {
-        wire::checked_numel(shape, max_elements, what);
-        torch::Tensor data = request.raw_input_contents_size()
-                                 ? wire::from_raw(request.raw_input_contents(k), t.datatype(), shape, what)
-                                 : wire::from_contents(t.contents(), t.datatype(), shape, what);
-        const auto encoded = wire::get_codec(t.parameters(), std::move(data), what);
-        torch::Tensor x = place::decode(encoded);
-        const auto want = wire::scalar_type_of(in.datatypes[pos]);
-        if (x.scalar_type() != want)
-          return invalid(what + ": datatype " + (encoded.codec == place::Codec::None ? t.datatype() :
-                         wire::datatype_of(x.scalar_type())) + ", but the model takes " + in.datatypes[pos]);
-        job.inputs[pos] = x;
-        job.shapes[pos] = shape;
-      } catch (const Error& e) {
-        return invalid(e.message());
-      }
-    }
-    for (size_t d = 1; d < job.shapes.size(); ++d)
-      if (job.shapes[d][0] != job.shapes[0][0])
-        return invalid("inputs disagree on the batch size (" + std::to_string(job.shapes[0][0]) + " and " +
-                       std::to_string(job.shapes[d][0]) + ")");
+    if (auto error = wire::decode_inputs(m.inputs, request, options.max_request_bytes, job.inputs, job.shapes);
+        !error.empty())
+      return invalid(error);
     {
       std::lock_guard<std::mutex> lock(m.mutex);
       if (!m.shapes.count(job.shapes)) {
@@ -401,7 +355,7 @@ struct Server::Impl final : inference::GRPCInferenceService::Service, tailor_ser
     reply->set_name(m->spec.name);
     reply->add_versions("1");
     reply->set_platform("tailor_" + m->spec.backend);
-    auto describe = [](const Tensors& t, const auto& add) {
+    auto describe = [](const wire::TensorSpecs& t, const auto& add) {
       for (size_t i = 0; i < t.names.size(); ++i) {
         auto* meta = add();
         meta->set_name(t.names[i]);

@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include "tailor/core/error.hpp"
+#include "tailor/core/text.hpp"
+#include "tailor/ir/graph_module.hpp"
 
 namespace tailor::serve::wire {
 namespace {
@@ -171,6 +173,57 @@ place::EncodedTensor get_codec(const google::protobuf::Map<std::string, inferenc
                  e.zero_point);
   }
   return e;
+}
+
+std::string decode_inputs(const TensorSpecs& in, const inference::ModelInferRequest& request, int64_t max_elements,
+                          std::vector<c10::IValue>& inputs, std::vector<std::vector<int64_t>>& shapes) {
+  if (static_cast<size_t>(request.inputs_size()) != in.names.size())
+    return "expected " + std::to_string(in.names.size()) + " inputs (" + join(in.names) + "), got " +
+           std::to_string(request.inputs_size());
+  if (request.raw_input_contents_size() != 0 && request.raw_input_contents_size() != request.inputs_size())
+    return std::to_string(request.raw_input_contents_size()) + " raw contents for " +
+           std::to_string(request.inputs_size()) + " inputs";
+  inputs.assign(in.names.size(), c10::IValue());
+  shapes.assign(in.names.size(), {});
+  std::vector<bool> seen(in.names.size(), false);
+  for (int k = 0; k < request.inputs_size(); ++k) {
+    const auto& t = request.inputs(k);
+    const auto pos = std::find(in.names.begin(), in.names.end(), t.name()) - in.names.begin();
+    if (pos == static_cast<long>(in.names.size()))
+      return "no input named '" + t.name() + "' (inputs: " + join(in.names) + ")";
+    if (seen[pos]) return "input '" + t.name() + "' is given twice";
+    seen[pos] = true;
+    const std::string what = "input '" + t.name() + "'";
+    const std::vector<int64_t> shape(t.shape().begin(), t.shape().end());
+    const auto& expected = in.shapes[pos];
+    bool shape_ok = shape.size() == expected.size() && !shape.empty();
+    for (size_t d = 1; shape_ok && d < shape.size(); ++d) shape_ok = shape[d] == expected[d];
+    if (!shape_ok || shape[0] <= 0)
+      return what + ": shape " + shape_to_string(shape) + ", but the model takes " + shape_to_string(expected) +
+             " (the first dimension may vary)";
+    try {
+      checked_numel(shape, max_elements, what);
+      torch::Tensor data = request.raw_input_contents_size()
+                               ? from_raw(request.raw_input_contents(k), t.datatype(), shape, what)
+                               : from_contents(t.contents(), t.datatype(), shape, what);
+      const auto encoded = get_codec(t.parameters(), std::move(data), what);
+      torch::Tensor x = place::decode(encoded);
+      const auto want = scalar_type_of(in.datatypes[pos]);
+      if (x.scalar_type() != want)
+        return what + ": datatype " +
+               (encoded.codec == place::Codec::None ? t.datatype() : datatype_of(x.scalar_type())) +
+               ", but the model takes " + in.datatypes[pos];
+      inputs[pos] = x;
+      shapes[pos] = shape;
+    } catch (const Error& e) {
+      return e.message();
+    }
+  }
+  for (size_t d = 1; d < shapes.size(); ++d)
+    if (shapes[d][0] != shapes[0][0])
+      return "inputs disagree on the batch size (" + std::to_string(shapes[0][0]) + " and " +
+             std::to_string(shapes[d][0]) + ")";
+  return "";
 }
 
 }  // namespace tailor::serve::wire

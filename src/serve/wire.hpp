@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/core/ivalue.h>
 #include <torch/types.h>
 
 #include "grpc_predict_v2.pb.h"
@@ -48,6 +49,19 @@ torch::Tensor from_raw(const std::string& bytes, const std::string& datatype, co
 /// A tensor from typed InferTensorContents, failing when the element count does not match.
 torch::Tensor from_contents(const inference::InferTensorContents& contents, const std::string& datatype,
                             const std::vector<int64_t>& shape, const std::string& what);
+
+/// A model's inputs or outputs as the server describes them: names, OIP datatypes and shapes (the first dimension
+/// of a request may vary).
+struct TensorSpecs {
+  std::vector<std::string> names, datatypes;
+  std::vector<std::vector<int64_t>> shapes;
+};
+
+/// Checks a ModelInferRequest's inputs against `in` (count, names, shapes, datatypes, byte counts, codecs, one batch
+/// size) and decodes them into `inputs` (in the model's order) and their `shapes`. Returns the reason a request is
+/// invalid, naming the input, or "" when it is valid. At most `max_elements` elements per input are accepted.
+std::string decode_inputs(const TensorSpecs& in, const inference::ModelInferRequest& request, int64_t max_elements,
+                          std::vector<c10::IValue>& inputs, std::vector<std::vector<int64_t>>& shapes);
 
 /// Writes the codec parameters of `encoded` into a tensor's parameter map, and reads them back (Codec::None when
 /// absent). Reading validates them, naming `what`.

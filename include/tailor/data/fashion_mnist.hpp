@@ -30,6 +30,9 @@ std::string fashion_mnist_root();
 /// Reads one split (60,000 training or 10,000 test images); `limit` > 0 keeps the first `limit`.
 /// Errors name the missing or malformed file.
 Dataset load_fashion_mnist(Split split, const std::string& root = fashion_mnist_root(), int64_t limit = -1);
+/// The same from the decompressed bytes of an IDX image file and an IDX label file; the names are for errors.
+Dataset decode_idx(const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels,
+                   const std::string& images_name, const std::string& labels_name, int64_t limit = -1);
 
 struct Batch {
   at::Tensor images;
