@@ -51,6 +51,11 @@ for t in $targets; do
   for d in tests/fuzz/seeds/$t tests/fuzz/regressions/$t; do [ -d "$d" ] && seeds+=("$d"); done
   log=$fuzz/$t.log
   start=$(date +%s)
+  if [ ${#seeds[@]} = 0 ]; then
+    echo "$t: no seeds in tests/fuzz/seeds/$t (write them with tests/fuzz/make_seeds.py)" >&2
+    failed+=("$t")
+    continue
+  fi
   if [ "$seconds" = 0 ]; then
     # Replay only: every seed and past crash once.
     files=$(find "${seeds[@]}" -type f)

@@ -1,4 +1,5 @@
 #include "tailor/capture/capture.hpp"
+#include "tailor/capture/archive.hpp"
 
 #include <cerrno>
 #include <filesystem>
@@ -741,6 +742,7 @@ GraphModule load(const std::string& path) {
                  "' is not a TorchScript archive (expected a zip file written by torch.jit.save or "
                  "torch::jit::Module::save)");
   }
+  check_archive(path);
   jit::ExtraFilesMap extra{{kEmbeddedGraphFile, ""}, {kProvenanceFile, ""}};
   jit::Module module;
   try {

@@ -9,7 +9,7 @@
 
 #include <torch/torch.h>
 
-#include "tailor/capture/capture.hpp"
+#include "tailor/capture/archive.hpp"
 #include "tailor/export/export.hpp"
 #include "tailor/core/error.hpp"
 #include "tailor/ir/ops.hpp"
@@ -318,6 +318,7 @@ std::shared_ptr<SupernetImpl> SupernetImpl::load(const std::string& file) {
   TAILOR_CHECK(std::filesystem::exists(file), "supernet file '", file, "' does not exist");
   torch::serialize::InputArchive archive;
   try {
+    check_archive(file);
     archive.load_from(file);
   } catch (const c10::Error& e) {
     TAILOR_FAIL("supernet file '", file, "' cannot be read: ", e.what_without_backtrace());

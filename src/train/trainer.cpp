@@ -14,6 +14,7 @@
 
 #include "tailor/core/error.hpp"
 #include "tailor/export/export.hpp"
+#include "tailor/capture/archive.hpp"
 #include "tailor/capture/capture.hpp"
 #include "tailor/pass/pass.hpp"
 #include "tailor/train/distributed.hpp"
@@ -176,6 +177,7 @@ Checkpoint load_checkpoint(const std::string& path, const StateMap& state, std::
                            torch::optim::Optimizer& opt) {
   torch::serialize::InputArchive ar;
   try {
+    check_archive(path);
     ar.load_from(path);
   } catch (const std::exception& e) {
     TAILOR_FAIL("cannot read checkpoint '", path, "': ", e.what());

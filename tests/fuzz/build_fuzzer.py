@@ -24,6 +24,7 @@ READERS = [
     "src/ir/graph_module.cpp",
     "src/ir/provenance.cpp",
     "src/capture/capture.cpp",
+    "src/capture/archive_check.cpp",
     "src/recipe/parse.cpp",
     "src/variant/card.cpp",
     "src/profile/profiler.cpp",
