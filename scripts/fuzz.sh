@@ -18,15 +18,20 @@ build=${3:-build}
 fuzz=$build/fuzz
 
 if ! command -v clang++ > /dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a > /dev/null 2>&1; then
-  apt-get install -y -q clang libclang-rt-14-dev > /dev/null
+  apt-get update -q > /dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang libclang-rt-14-dev > /dev/null
 fi
-if [ ! -x "$build/tests/tailor_tests" ]; then
-  BUILD_DIR=$build bash scripts/build.sh
-fi
-ninja -C "$build" tailor_tests > /dev/null
-# Rebuild the fuzzer when any reader or harness is newer than it.
-if [ ! -x "$fuzz/tailor_fuzz" ] || [ -n "$(find src tests/fuzz include "$build/libtailor.a" -newer "$fuzz/tailor_fuzz" -type f | head -1)" ]; then
-  python3 tests/fuzz/build_fuzzer.py "$build" "$fuzz"
+# TAILOR_FUZZ_NO_REBUILD=1 fuzzes the binary as it is (for several runs at once while the sources change).
+if [ "${TAILOR_FUZZ_NO_REBUILD:-0}" != 1 ]; then
+  if [ ! -x "$build/tests/tailor_tests" ]; then
+    BUILD_DIR=$build bash scripts/build.sh
+  fi
+  ninja -C "$build" tailor_tests > /dev/null
+  # Rebuild the fuzzer when any reader or harness is newer than it.
+  if [ ! -x "$fuzz/tailor_fuzz" ] || [ -n "$(find src tests/fuzz include "$build/libtailor.a" -newer "$fuzz/tailor_fuzz" \
+      -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.py' -o -name '*.a' \) | head -1)" ]; then
+    python3 tests/fuzz/build_fuzzer.py "$build" "$fuzz"
+  fi
 fi
 
 listing=$(TAILOR_FUZZ_TARGET=--list "$fuzz/tailor_fuzz" -runs=0 2>&1 || true)  # lists the targets, exits 2

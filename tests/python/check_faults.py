@@ -4,7 +4,8 @@ as it was (an earlier file at the output's name keeps its bytes; no partial file
 
   - a full disk: a file-size limit (ulimit -f) while writing an archive, a manifest, a recipe's outputs and a
     latency table; and a real ENOSPC on a small tmpfs where this machine lets us mount one
-  - an unreadable input (permission denied: run as an unprivileged user when we are root), an input that is a folder
+  - an unreadable input (permission denied; as root, without the capabilities that bypass permissions), an input
+    that is a folder
   - an output folder that is a file, an output file that is a folder
   - an absurd input shape (more memory than the machine has, and dimensions whose product overflows 64 bits)
 
@@ -67,7 +68,9 @@ def fault(name, args, expect, folder=None, limit_bytes=None, user=None, before=N
 
     cmd = [tailor, *args]
     if user:
-        cmd = ["setpriv", "--reuid", str(user), "--regid", str(user), "--clear-groups", *cmd]
+        # Root reads any file: take away the two capabilities that let it, so the permission bits apply.
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search",
+               "--inh-caps=-dac_override,-dac_read_search", *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=limits, timeout=600)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     errors = [l for l in lines if l.startswith("tailor: error:")]
@@ -127,7 +130,7 @@ secret = os.path.join(work, "secret.pt")
 subprocess.run([tailor, "convert", "fashion-cnn", "-o", secret, "-q"], check=True)
 os.chmod(secret, 0o000)
 if os.geteuid() == 0:
-    fault("unreadable model", ["inspect", secret], ["secret.pt", "Permission denied"], user=65534)
+    fault("unreadable model", ["inspect", secret], ["secret.pt", "Permission denied"], user="root")
 else:
     fault("unreadable model", ["inspect", secret], ["secret.pt", "Permission denied"])
 os.chmod(secret, 0o644)
