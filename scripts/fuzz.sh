@@ -55,6 +55,7 @@ for t in $targets; do
   seeds=()
   for d in tests/fuzz/seeds/$t tests/fuzz/regressions/$t; do [ -d "$d" ] && seeds+=("$d"); done
   log=$fuzz/$t.log
+  [ "$seconds" = 0 ] && log=$fuzz/$t.replay.log
   start=$(date +%s)
   if [ ${#seeds[@]} = 0 ]; then
     echo "$t: no seeds in tests/fuzz/seeds/$t (write them with tests/fuzz/make_seeds.py)" >&2
@@ -77,8 +78,10 @@ for t in $targets; do
       && status=0 || status=$?
     [ "$(find "$crashes" -type f | wc -l)" = "$before" ] || status=1
   fi
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p; s/^#\([0-9]*\): .*/\1/p' "$log" | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
+  # Executions: libFuzzer's final statistics, or in fork mode its last status line ("#N: cov: ..."). Logs may hold
+  # raw input bytes, hence -a.
+  runs=$(grep -a -o -E 'stat::number_of_executed_units: *[0-9]+|#[0-9]+: cov:' "$log" | tail -1 | grep -o -E '[0-9]+' | head -1 || true)
+  cov=$(grep -a -o -E 'cov: [0-9]+' "$log" | tail -1 || true)
   printf '%-14s %5d s  %10s runs  %-10s  %s\n' "$t" $(( $(date +%s) - start )) "${runs:-$(grep -c '^Executed' "$log" || true)}" \
     "${cov:-}" "$([ $status = 0 ] && echo ok || echo "CRASH (see $log and $crashes)")"
   [ $status = 0 ] || failed+=("$t")
