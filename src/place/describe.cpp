@@ -68,7 +68,8 @@ class Description {
 // an error naming it, not an attempt at inline text.
 std::pair<std::string, std::string> source_text(const std::string& file_or_inline, const char* kind) {
   TAILOR_CHECK(!file_or_inline.empty(), "empty ", kind, " description");
-  if (file_or_inline.find('=') != std::string::npos && !std::filesystem::exists(file_or_inline)) {
+  std::error_code no_such_file;  // a name too long for a path is inline text, not an error
+  if (file_or_inline.find('=') != std::string::npos && !std::filesystem::exists(file_or_inline, no_such_file)) {
     std::string yaml = "{";
     for (const auto& item : tailor::split(file_or_inline)) {
       const auto eq = item.find('=');
@@ -103,7 +104,8 @@ Device Device::parse(const std::string& yaml, const std::string& where) {
   dev.backend = d.text("backend", dev.backend);
   make_backend(dev.backend);  // an unknown name fails listing the valid ones
   const double threads = d.number("threads", 1);
-  TAILOR_CHECK(threads >= 1 && threads == std::floor(threads), where, ": 'threads' must be a whole number >= 1");
+  TAILOR_CHECK(threads >= 1 && threads <= 4096 && threads == std::floor(threads), where,
+               ": 'threads' must be a whole number from 1 to 4096");
   dev.threads = static_cast<int>(threads);
   dev.isa = d.text("isa", "");
   dev.table = d.text("table", "");

@@ -53,6 +53,13 @@ std::string PassSpec::str() const {
 
 namespace {
 
+// A recipe names files; a name the filesystem cannot even look up (too long, a loop) counts as missing.
+bool exists_quietly(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+
 struct Parser {
   std::string file;
 
@@ -159,7 +166,7 @@ Description description(const Parser& P, const YAML::Node& n, const fs::path& di
       return Description::parse(out.c_str(), P.where(n) + ": " + what);
     }
     std::string text = P.text(n, what);
-    if (text.find('=') == std::string::npos && fs::path(text).is_relative() && !fs::exists(text)) text = (dir / text).string();
+    if (text.find('=') == std::string::npos && fs::path(text).is_relative() && !exists_quietly(text)) text = (dir / text).string();
     return Description::load(text);
   } catch (const Error& e) {
     P.fail(n, what, ": ", e.message());
@@ -226,7 +233,7 @@ PlacementSpec placement(const Parser& P, const YAML::Node& n, const fs::path& di
 }  // namespace
 
 Recipe parse_recipe(const std::string& path) {
-  TAILOR_CHECK(fs::exists(path), "recipe '", path, "' does not exist");
+  TAILOR_CHECK(exists_quietly(path), "recipe '", path, "' does not exist");
   Parser P{path};
   YAML::Node root;
   try {
@@ -247,8 +254,8 @@ Recipe parse_recipe(const std::string& path) {
   if (model["file"] && model["zoo"]) P.fail(model, "model: give 'file' or 'zoo', not both");
   if (model["file"]) {
     fs::path f = P.text(model["file"], "model.file");
-    if (f.is_relative() && !fs::exists(f)) f = dir / f;
-    if (!fs::exists(f)) P.fail(model["file"], "model file '", model["file"].Scalar(), "' does not exist");
+    if (f.is_relative() && !exists_quietly(f)) f = dir / f;
+    if (!exists_quietly(f)) P.fail(model["file"], "model file '", model["file"].Scalar(), "' does not exist");
     r.model_file = f.string();
   } else if (model["zoo"]) {
     r.zoo = P.text(model["zoo"], "model.zoo");
@@ -379,7 +386,7 @@ Recipe parse_recipe(const std::string& path) {
         std::set<std::string> dtypes;
         for (const auto& node : files) {
           fs::path f = P.text(node, "profile.latency_tables." + b);
-          if (f.is_relative() && !fs::exists(f)) f = dir / f;
+          if (f.is_relative() && !exists_quietly(f)) f = dir / f;
           latency::Target target;
           try {
             target = latency::Model::load(f.string()).target();
