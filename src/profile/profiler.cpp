@@ -351,6 +351,19 @@ std::string LatencyProfile::to_json() const {
   return j.dump(2);
 }
 
+namespace {
+// A whole number of a profile: nlohmann converts a JSON float to an integer with a plain cast, which is undefined
+// for values out of range, so anything but a JSON integer in range is refused.
+int64_t whole(const json& j, const char* key, int64_t fallback, int64_t most = INT64_MAX) {
+  if (!j.contains(key)) return fallback;
+  const json& v = j.at(key);
+  TAILOR_CHECK(v.is_number_integer(), "latency profile: '", key, "' must be a whole number, not ", v.dump());
+  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? -1 : v.get<int64_t>();
+  TAILOR_CHECK(x >= 0 && x <= most, "latency profile: '", key, "' = ", v.dump(), " is out of range");
+  return x;
+}
+}  // namespace
+
 LatencyProfile LatencyProfile::from_json(const std::string& text) {
   json j;
   try {
@@ -363,12 +376,18 @@ LatencyProfile LatencyProfile::from_json(const std::string& text) {
     p.backend = j.at("backend").get<std::string>();
     p.device = j.value("device", "");
     p.dtype = j.value("dtype", "float32");
-    p.threads = j.value("threads", 0);
-    p.batch = j.value("batch", int64_t{0});
-    p.input_shapes = j.value("input_shapes", std::vector<std::vector<int64_t>>{});
+    p.threads = static_cast<int>(whole(j, "threads", 0, 4096));
+    p.batch = whole(j, "batch", 0);
+    for (const auto& shape : j.value("input_shapes", json::array())) {
+      p.input_shapes.emplace_back();
+      for (const auto& d : shape.get<std::vector<json>>()) {
+        TAILOR_CHECK(d.is_number_integer(), "latency profile: input shape dimension ", d.dump(), " is not a whole number");
+        p.input_shapes.back().push_back(d.get<int64_t>());
+      }
+    }
     if (j.contains("machine")) p.machine = machine_from(j["machine"]);
     const json& l = j.at("latency_ms");
-    p.latency.runs = l.value("runs", 0);
+    p.latency.runs = static_cast<int>(whole(l, "runs", 0, INT32_MAX));
     p.latency.p50_ms = l.at("p50").get<double>();
     p.latency.p90_ms = l.value("p90", 0.0);
     p.latency.p99_ms = l.value("p99", 0.0);
@@ -378,9 +397,9 @@ LatencyProfile LatencyProfile::from_json(const std::string& text) {
     p.latency.max_ms = l.value("max", 0.0);
     p.stable = j.value("stable", false);
     for (const auto& t : j.value("throughput", json::array()))
-      p.throughput.push_back({t.at("batch").get<int64_t>(), t.at("p50_ms").get<double>(), t.at("samples_per_s").get<double>()});
-    p.peak_activation_bytes = j.value("peak_activation_bytes", int64_t{0});
-    p.weight_bytes = j.value("weight_bytes", int64_t{0});
+      p.throughput.push_back({whole(t, "batch", 0), t.at("p50_ms").get<double>(), t.at("samples_per_s").get<double>()});
+    p.peak_activation_bytes = whole(j, "peak_activation_bytes", 0);
+    p.weight_bytes = whole(j, "weight_bytes", 0);
     p.executable = j.value("executable", "");
     p.isa = j.value("isa", "");
     for (const auto& n : j.value("nodes", json::array()))
