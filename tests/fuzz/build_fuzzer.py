@@ -78,7 +78,7 @@ def clang_flags(line):
     return flags
 
 
-test_flags = clang_flags(compile_command_of(f"{src}/tests/test_serve.cpp") or sys.exit("build_fuzzer: no test_serve.cpp in " + build))
+test_flags = clang_flags(compile_command_of(f"{src}/tests/test_fuzz.cpp") or sys.exit("build_fuzzer: no tests/test_fuzz.cpp in " + build))
 jobs = []
 for rel in READERS:
     line = compile_command_of(f"{src}/{rel}")
