@@ -42,7 +42,10 @@ Dataset load_fashion_mnist(Split split, const std::string& root, int64_t limit) 
   const std::string prefix = root + "/" + (split == Split::Train ? "train" : "t10k");
   const std::string images_path = prefix + "-images-idx3-ubyte.gz";
   const std::string labels_path = prefix + "-labels-idx1-ubyte.gz";
-  return decode_idx(read_gzip(images_path), read_gzip(labels_path), images_path, labels_path, limit);
+  // Two statements: argument evaluation order is unspecified, and a missing images file must be named first.
+  const std::vector<uint8_t> images = read_gzip(images_path);
+  const std::vector<uint8_t> labels = read_gzip(labels_path);
+  return decode_idx(images, labels, images_path, labels_path, limit);
 }
 
 Dataset decode_idx(const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels,
