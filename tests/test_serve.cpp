@@ -187,16 +187,21 @@ TEST_CASE("the OIP server answers health, metadata and inference; results equal 
     CHECK(tailor::test::max_rel(r.outputs[0], expected) < 1e-5);
     CHECK(r.timing.up_bytes == (c == Codec::Fp16 ? 28 * 28 * 2 : 28 * 28 + 8));
   }
-  // Emulated link: the call waits for the transfer and the round trip.
+  // Emulated link: the call's transport takes the link's time, loopback's own time absorbed into it.
   serve::ClientOptions slow;
   slow.link = Link{"test", 1, 1, 20, 0, ""};  // 1 Mbit/s: 3136 bytes up is 25 ms, 40 bytes down 0.3 ms
   serve::Client far(address, slow);
-  const auto r = far.infer("cnn", {{md.inputs[0].name, x}});
-  CHECK(r.timing.emulated_ms == Approx(25.088 + 0.32 + 20).epsilon(0.01));
-  CHECK(r.timing.network_ms >= r.timing.emulated_ms);
-  CHECK(r.timing.total_ms >= 45);
+  const double link_ms = 25.088 + 0.32 + 20;
+  for (int call = 0; call < 3; ++call) {  // the first call knows nothing of loopback; later ones learn its speed
+    const auto r = far.infer("cnn", {{md.inputs[0].name, x}});
+    CHECK(r.timing.network_ms >= link_ms - 0.01);
+    CHECK(r.timing.network_ms <= link_ms + 15);  // loopback slower than this link only on a machine under heavy load
+    CHECK(r.timing.emulated_ms <= link_ms + 0.01);
+    CHECK(r.timing.emulated_ms >= link_ms - 5);
+    CHECK(r.timing.total_ms >= link_ms);
+  }
   const auto stats = nlohmann::json::parse(client.statistics_json("cnn"));
-  CHECK(stats[0]["succeeded"].get<int>() == 5);
+  CHECK(stats[0]["succeeded"].get<int>() == 7);
   server.shutdown();
 }
 

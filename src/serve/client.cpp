@@ -57,6 +57,9 @@ struct Client::Impl {
   std::unique_ptr<inference::GRPCInferenceService::Stub> oip;
   std::unique_ptr<tailor_serve::TailorService::Stub> tailor;
   std::mt19937_64 rng;
+  // Loopback's own transport time per byte (request and reply) in recent calls: what the link emulation absorbs.
+  double loopback_ms_per_byte = 0;
+  int64_t loopback_calls = 0;
 
   std::unique_ptr<grpc::ClientContext> context() const {
     auto c = std::make_unique<grpc::ClientContext>();
@@ -155,16 +158,24 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
   }
   const auto t1 = Clock::now();
   const auto& link = impl_->options.link;
-  double half_rtt = 0;
+  // Pacing: a real link's transmission overlaps the sender's and receiver's kernel copies, so the emulated call
+  // takes the link's time (transmission + round trip), not the link's time plus loopback's own. The uplink wait is
+  // shortened by the loopback time the request is expected to take (learned from earlier calls), so the server sees
+  // it when the link would deliver it; after the reply, the call is held until the link's whole time has passed.
+  // Where loopback is slower than the link, its excess shows in network_ms.
+  double link_ms = 0, uplink_wait = 0;
+  Clock::time_point sent;
   inference::ModelInferResponse reply;
   result.timing.attempts = impl_->call([&](grpc::ClientContext& c) {
     if (link) {
       std::normal_distribution<double> jitter(0, 1);
-      half_rtt = std::max(0.0, link->rtt_ms + link->jitter_ms * jitter(impl_->rng)) / 2;
-      const double wait = link->up_ms(result.timing.up_bytes) + half_rtt;
-      result.timing.emulated_ms += wait;
-      wait_for_ms(wait);
+      const double rtt = std::max(0.0, link->rtt_ms + link->jitter_ms * jitter(impl_->rng));
+      link_ms = link->up_ms(result.timing.up_bytes) + rtt;  // the downlink is added when the reply's size is known
+      uplink_wait = std::max(0.0, link->up_ms(result.timing.up_bytes) + rtt / 2 -
+                                      impl_->loopback_ms_per_byte * static_cast<double>(result.timing.up_bytes));
+      wait_for_ms(uplink_wait);
     }
+    sent = Clock::now();
     reply.Clear();
     return impl_->oip->ModelInfer(&c, request, &reply);
   });
@@ -177,10 +188,26 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
     const bool int8 = codec_param != p.end() && codec_param->second.string_param() == "int8";
     result.timing.down_bytes += static_cast<int64_t>(reply.raw_output_contents(k).size()) + (int8 ? 8 : 0);
   }
+  auto micros = [&](const char* key) {
+    const auto p = reply.parameters().find(key);
+    return p != reply.parameters().end() ? static_cast<double>(p->second.int64_param()) / 1000 : 0.0;
+  };
+  auto& timing = result.timing;
+  timing.queue_ms = micros(wire::kQueueMicros);
+  timing.compute_ms = micros(wire::kComputeMicros);
   if (link) {
-    const double wait = link->down_ms(result.timing.down_bytes) + half_rtt;
-    result.timing.emulated_ms += wait;
-    wait_for_ms(wait);
+    const double loopback_ms = std::max(0.0, ms_between(sent, Clock::now()) - timing.queue_ms - timing.compute_ms);
+    const int64_t bytes = timing.up_bytes + timing.down_bytes;
+    if (bytes > 0) {
+      const double per_byte = loopback_ms / static_cast<double>(bytes);
+      impl_->loopback_ms_per_byte =
+          impl_->loopback_calls == 0 ? per_byte : 0.8 * impl_->loopback_ms_per_byte + 0.2 * per_byte;
+      ++impl_->loopback_calls;
+    }
+    link_ms += link->down_ms(timing.down_bytes);
+    const double hold = std::max(0.0, link_ms - uplink_wait - loopback_ms);
+    timing.emulated_ms = uplink_wait + hold;
+    wait_for_ms(hold);
   }
   const auto t2 = Clock::now();
   for (int k = 0; k < reply.outputs_size(); ++k) {
@@ -192,13 +219,6 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
     result.outputs.push_back(place::decode(wire::get_codec(out.parameters(), std::move(data), what)));
   }
   const auto t3 = Clock::now();
-  auto micros = [&](const char* key) {
-    const auto p = reply.parameters().find(key);
-    return p != reply.parameters().end() ? static_cast<double>(p->second.int64_param()) / 1000 : 0.0;
-  };
-  auto& timing = result.timing;
-  timing.queue_ms = micros(wire::kQueueMicros);
-  timing.compute_ms = micros(wire::kComputeMicros);
   timing.encode_ms = ms_between(t0, t1);
   timing.network_ms = ms_between(t1, t2) - timing.queue_ms - timing.compute_ms;
   timing.decode_ms = ms_between(t2, t3);

@@ -89,8 +89,10 @@ class CallError : public Error {
 };
 
 struct ClientOptions {
-  /// Emulates this link on loopback: each send waits its transmission time (bytes / uplink) plus half the round
-  /// trip (with the link's jitter), each reply its transmission time (bytes / downlink) plus the other half.
+  /// Emulates this link on loopback: a call's transport takes the link's time (request bytes / uplink + reply
+  /// bytes / downlink + the round trip with the link's jitter), paced so that the request reaches the server when
+  /// the link would deliver it. Loopback's own transfer time is absorbed, as a real link's transmission overlaps the
+  /// kernel's copies; where loopback is slower than the link, the excess shows in network_ms.
   std::optional<place::Link> link;
   double deadline_ms = 30000;  ///< per attempt
   int retries = 0;             ///< further attempts after UNAVAILABLE (a server restarting), with backoff
@@ -111,7 +113,7 @@ struct ModelMetadata {
 /// gRPC's transport and (de)serialization inside gRPC.
 struct CallTiming {
   double encode_ms = 0, network_ms = 0, queue_ms = 0, compute_ms = 0, decode_ms = 0, total_ms = 0;
-  double emulated_ms = 0;  ///< the part of network_ms the link emulation waited
+  double emulated_ms = 0;  ///< the part of network_ms the link emulation waited (the rest is loopback's own)
   int64_t up_bytes = 0, down_bytes = 0;  ///< tensor bytes sent and received
   int attempts = 1;
 };
