@@ -276,7 +276,7 @@ int run_plan_cmd(const RunPlanArgs& a) {
   }
   const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   TAILOR_CHECK(first_error.empty(), first_error);
-  std::vector<double> total, edge, encode, network, emulated, queue, compute, decode;
+  std::vector<double> total, edge, encode, network, emulated, link, queue, compute, decode;
   int64_t exits = 0, correct = 0, n = 0, up = 0, down = 0;
   double max_rel = 0;
   for (const auto& list : records)
@@ -290,6 +290,7 @@ int run_plan_cmd(const RunPlanArgs& a) {
         encode.push_back(r.timing.call.encode_ms);
         network.push_back(r.timing.call.network_ms);
         emulated.push_back(r.timing.call.emulated_ms);
+        link.push_back(r.timing.call.link_ms);
         queue.push_back(r.timing.call.queue_ms);
         compute.push_back(r.timing.call.compute_ms);
         decode.push_back(r.timing.call.decode_ms);
@@ -318,6 +319,7 @@ int run_plan_cmd(const RunPlanArgs& a) {
         {"encode", stats(encode).mean_ms},
         {"network", stats(network).mean_ms},
         {"of_which_emulated", stats(emulated).mean_ms},
+        {"link", stats(link).mean_ms},
         {"server_queue", stats(queue).mean_ms},
         {"cloud_compute", stats(compute).mean_ms},
         {"decode", stats(decode).mean_ms}}},
@@ -341,10 +343,11 @@ int run_plan_cmd(const RunPlanArgs& a) {
                            a.no_emulate ? ", not emulated" : "", short_number(t.p50_ms), short_number(t.p90_ms),
                            short_number(t.p99_ms), short_number(predicted), predicted > 0 ? t.p50_ms / predicted : 0,
                            short_number(static_cast<double>(n) / wall_s));
-  std::cout << fmt::format("  mean: edge {} + encode {} + network {} (emulated {}) + server queue {} + cloud {} + "
-                           "decode {} ms\n",
+  std::cout << fmt::format("  mean: edge {} + encode {} + network {} (link {}, emulated {}) + server queue {} + "
+                           "cloud {} + decode {} ms\n",
                            short_number(stats(edge).mean_ms), short_number(stats(encode).mean_ms),
-                           short_number(stats(network).mean_ms), short_number(stats(emulated).mean_ms),
+                           short_number(stats(network).mean_ms), short_number(stats(link).mean_ms),
+                           short_number(stats(emulated).mean_ms),
                            short_number(stats(queue).mean_ms), short_number(stats(compute).mean_ms),
                            short_number(stats(decode).mean_ms));
   if (exits) std::cout << fmt::format("  {:.1f}% answered by an early exit on the edge\n", 100.0 * exits / n);

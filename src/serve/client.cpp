@@ -207,6 +207,7 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
     link_ms += link->down_ms(timing.down_bytes);
     const double hold = std::max(0.0, link_ms - uplink_wait - loopback_ms);
     timing.emulated_ms = uplink_wait + hold;
+    timing.link_ms = link_ms;
     wait_for_ms(hold);
   }
   const auto t2 = Clock::now();

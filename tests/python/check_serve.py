@@ -129,6 +129,7 @@ def main():
         report = json.loads(p.stdout)
         assert report["requests"] == 3 and report["max_rel_diff_vs_reference"] < 1e-5, report
         assert report["breakdown_ms_mean"]["of_which_emulated"] > 0, report
+        assert report["breakdown_ms_mean"]["link"] >= report["breakdown_ms_mean"]["of_which_emulated"] - 1e-6, report
         print(f"run-plan: measured p50 {report['total_ms']['p50']:.1f} ms, predicted {report['predicted_ms']:.1f} ms")
         p = run([tailor, "run-plan", plan_dir, "--server", f"127.0.0.1:{port}", "--model", "resnet"], ok=False)
         assert p.returncode == 1 and "NOT_FOUND: unknown model 'resnet'" in p.stderr, p.stderr

@@ -114,6 +114,9 @@ struct ModelMetadata {
 struct CallTiming {
   double encode_ms = 0, network_ms = 0, queue_ms = 0, compute_ms = 0, decode_ms = 0, total_ms = 0;
   double emulated_ms = 0;  ///< the part of network_ms the link emulation waited (the rest is loopback's own)
+  /// The emulated link's time for this call (transmission both ways + the round trip with jitter); 0 without a
+  /// link. network_ms - link_ms is what the RPC stack cost beyond the link.
+  double link_ms = 0;
   int64_t up_bytes = 0, down_bytes = 0;  ///< tensor bytes sent and received
   int attempts = 1;
 };
