@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <pthread.h>
 
+#include "../core/json_number.hpp"
 #include "cli.hpp"
 #include "tailor/place/simulate.hpp"
 #if TAILOR_WITH_SERVE
@@ -54,7 +55,7 @@ LatencyStats measure_part(const std::string& file, const nlohmann::json& device,
                           const std::vector<std::vector<int64_t>>& shapes) {
   GraphModule module = tailor::load(file);
   CompileOptions co;
-  co.threads = device.value("threads", 1);
+  co.threads = static_cast<int>(tailor::detail::json_whole_or(device, "threads", 1, "plan's device", 1, 4096));
   std::vector<std::vector<int64_t>> in;
   for (int v : module->graph().inputs()) in.push_back(module->graph().value(v).shape);
   co.input_shapes = shapes.empty() ? in : shapes;
@@ -78,7 +79,7 @@ int simulate_cmd(const SimulateArgs& a) {
   std::string source = "predicted per-node times, no spread";
   if (a.measure) {
     const auto& parts = plan.at("parts");
-    const auto shapes = parts.at("input_shapes").get<std::vector<std::vector<int64_t>>>();
+    const auto shapes = tailor::detail::json_shapes(parts.at("input_shapes"), "plan '" + a.plan + "': 'parts.input_shapes'");
     const auto folder = std::filesystem::path(a.plan);
     if (!parts.value("edge", "").empty())
       edge_spread = place::ServiceTime::from_stats(measure_part((folder / parts.value("edge", "")).string(),

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/json_number.hpp"
+
 namespace tailor {
 namespace {
 const char* const kTypeNames[] = {"Tensor", "int",   "float",  "bool",     "str",    "None", "Device",
@@ -298,7 +300,7 @@ AttrValue attr_from_json(const json& j) {
   const std::string t = j.at("t").get<std::string>();
   if (t == "none") return std::monostate{};
   if (t == "bool") return j.at("v").get<bool>();
-  if (t == "int") return j.at("v").get<int64_t>();
+  if (t == "int") return tailor::detail::json_whole(j.at("v"), "graph JSON: int attribute");
   if (t == "float") {
     if (j.count("s")) {
       const std::string s = j.at("s").get<std::string>();
@@ -308,7 +310,7 @@ AttrValue attr_from_json(const json& j) {
     return j.at("v").get<double>();
   }
   if (t == "str") return j.at("v").get<std::string>();
-  if (t == "ints") return j.at("v").get<std::vector<int64_t>>();
+  if (t == "ints") return tailor::detail::json_wholes(j.at("v"), "graph JSON: ints attribute");
   if (t == "floats") return j.at("v").get<std::vector<double>>();
   TAILOR_FAIL("unknown attribute type '", t, "' in serialized graph");
 }
@@ -341,8 +343,8 @@ Graph Graph::from_json(const std::string& text) {
   }
   TAILOR_CHECK(root.is_object(), "embedded tailor graph is not a JSON object");
   TAILOR_CHECK(root.value("format", "") == "tailor-graph", "embedded file is not a tailor graph");
-  TAILOR_CHECK(root.value("version", 0) == 1, "tailor graph format version ", root.value("version", 0),
-               " is not supported by this tailor (", "expects 1)");
+  const int64_t version = tailor::detail::json_whole_or(root, "version", 0, "embedded tailor graph");
+  TAILOR_CHECK(version == 1, "tailor graph format version ", version, " is not supported by this tailor (expects 1)");
   for (const char* key : {"values", "nodes", "inputs", "outputs"})
     TAILOR_CHECK(root.contains(key) && root[key].is_array(), "embedded tailor graph: '", key, "' is missing or not an array");
   std::string where = "the graph's inputs";
@@ -353,8 +355,7 @@ Graph Graph::from_json(const std::string& text) {
     const auto& values = root.at("values");
     std::vector<int> remap(values.size(), -1);
     auto value_id = [&](const json& j) {
-      TAILOR_CHECK(j.is_number_integer(), where, ": value id ", j.dump(), " is not an integer");
-      const int64_t id = j.get<int64_t>();
+      const int64_t id = tailor::detail::json_whole(j, detail::concat(where, ": value id"));
       TAILOR_CHECK(id >= 0 && id < static_cast<int64_t>(values.size()), where, ": value id ", id,
                    " is out of range (the graph has ", values.size(), " values)");
       return static_cast<int>(id);
@@ -362,7 +363,7 @@ Graph Graph::from_json(const std::string& text) {
     auto load_value = [&](Value& dst, const json& src) {
       dst.name = src.at("name").get<std::string>();
       dst.type = value_type_from_string(src.at("type").get<std::string>());
-      dst.shape = src.at("shape").get<std::vector<int64_t>>();
+      dst.shape = tailor::detail::json_wholes(src.at("shape"), detail::concat(where, ": value shape"));
       dst.dtype = src.at("dtype").get<std::string>();
     };
     auto define = [&](int old) {

@@ -1,5 +1,6 @@
 #include "tailor/ir/provenance.hpp"
 
+#include "../core/json_number.hpp"
 #include "attr_json.hpp"
 #include "tailor/core/error.hpp"
 
@@ -42,8 +43,9 @@ std::vector<PassRecord> provenance_from_json(const std::string& text) {
       rec.seconds = r.value("seconds", 0.0);
       auto pair = [&](const char* key, int64_t& a, int64_t& b) {
         if (r.contains(key)) {
-          a = r[key].at(0).get<int64_t>();
-          b = r[key].at(1).get<int64_t>();
+          const std::string what = detail::concat("provenance record ", out.size(), ": '", key, "'");
+          a = tailor::detail::json_whole(r[key].at(0), what);
+          b = tailor::detail::json_whole(r[key].at(1), what);
         }
       };
       pair("params", rec.params_before, rec.params_after);

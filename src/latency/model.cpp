@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/json_number.hpp"
+
 #include "internal.hpp"
 #include "regressor.hpp"
 #include "tailor/core/text.hpp"
@@ -70,17 +72,18 @@ Kernel kernel_from_json(const json& j) {
   k.impl = j.at("impl").get<std::string>();
   k.dtype = j.at("dtype").get<std::string>();
   k.layout = j.at("layout").get<std::string>();
-  k.inputs = j.at("inputs").get<std::vector<std::vector<int64_t>>>();
-  k.output = j.at("output").get<std::vector<int64_t>>();
+  const std::string where = "kernel '" + k.node + "'";
+  k.inputs = tailor::detail::json_shapes(j.at("inputs"), where + ": 'inputs'");
+  k.output = tailor::detail::json_wholes(j.at("output"), where + ": 'output'", 0);
   k.macs = j.at("macs").get<double>();
   k.bytes = j.at("bytes").get<double>();
   k.fused = j.value("fused", std::vector<std::string>{});
   k.post_ops = j.value("post_ops", std::string{});
-  k.weight = j.value("weight", std::vector<int64_t>{});
-  k.stride = j.value("stride", std::vector<int64_t>{});
-  k.padding = j.value("padding", std::vector<int64_t>{});
-  k.dilation = j.value("dilation", std::vector<int64_t>{});
-  k.groups = j.value("groups", int64_t{1});
+  k.weight = tailor::detail::json_wholes_or_empty(j, "weight", where, 0);
+  k.stride = tailor::detail::json_wholes_or_empty(j, "stride", where, 1);
+  k.padding = tailor::detail::json_wholes_or_empty(j, "padding", where, 0);
+  k.dilation = tailor::detail::json_wholes_or_empty(j, "dilation", where, 1);
+  k.groups = tailor::detail::json_whole_or(j, "groups", 1, where, 1);
   return k;
 }
 
@@ -90,10 +93,10 @@ json target_to_json(const Target& t) {
           {"onednn_version", t.onednn_version}};
 }
 
-Target target_from_json(const json& j) {
+Target target_from_json(const json& j, const std::string& where) {
   Target t;
   t.backend = j.at("backend").get<std::string>();
-  t.threads = j.at("threads").get<int>();
+  t.threads = static_cast<int>(tailor::detail::json_whole(j.at("threads"), where + ".threads'", 1, 4096));
   t.dtype = j.at("dtype").get<std::string>();
   t.isa = j.at("isa").get<std::string>();
   t.cpu_model = j.at("cpu_model").get<std::string>();
@@ -428,11 +431,11 @@ Model Model::from_json(const std::string& text, const std::string& file) {
     TAILOR_CHECK(j.is_object() && j.value("format", std::string{}) == kFormat, "latency table '", file,
                  "': field 'format' is not '", kFormat, "' (not a tailor latency table)");
     field = "version";
-    const int version = j.at("version").get<int>();
+    const int64_t version = tailor::detail::json_whole(j.at("version"), "latency table '" + file + "': field 'version'");
     TAILOR_CHECK(version == kVersion, "latency table '", file, "': field 'version' is ", version, "; this tailor reads version ",
                  kVersion, " (rebuild the table with tailor latency build)");
     field = "target";
-    Model m(target_from_json(j.at("target")));
+    Model m(target_from_json(j.at("target"), "latency table '" + file + "': field 'target"));
     field = "features";
     TAILOR_CHECK(j.at("features").get<std::vector<std::string>>() == feature_names(), "latency table '", file,
                  "': field 'features' lists other kernel features than this tailor computes (rebuild the table)");
@@ -443,7 +446,7 @@ Model Model::from_json(const std::string& text, const std::string& file) {
       s.name = mj.at("name").get<std::string>();
       s.p50_ms = mj.at("p50_ms").get<double>();
       s.kernel_sum_ms = mj.at("kernel_sum_ms").get<double>();
-      s.kernels = mj.at("kernels").get<int>();
+      s.kernels = static_cast<int>(tailor::detail::json_whole(mj.at("kernels"), "latency table '" + file + "': field '" + field + ".kernels'", 0, INT32_MAX));
       s.macs = mj.at("macs").get<double>();
       s.predicted_ms = mj.at("predicted_ms").get<double>();
       models.push_back(s);
@@ -473,7 +476,7 @@ Model Model::from_json(const std::string& text, const std::string& file) {
       for (const auto& [op, r] : f.at("regressors").items()) {
         field = "fit.regressors." + op;
         auto reg = Regressor::deserialize(r.at("model").get<std::string>(), "latency table '" + file + "': field '" + field + "'");
-        reg->samples_ = r.at("samples").get<size_t>();
+        reg->samples_ = static_cast<size_t>(tailor::detail::json_whole(r.at("samples"), "latency table '" + file + "': field '" + field + ".samples'", 0));
         m.regressors_[op] = std::move(reg);
       }
       m.fitted_ = true;

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "../core/json_number.hpp"
 #include "tailor/core/error.hpp"
 #include "tailor/core/text.hpp"
 
@@ -121,16 +123,20 @@ ArchConfig ArchConfig::from_json(const std::string& text) {
     j = nlohmann::json::parse(text);
     ArchConfig a;
     a.family = j.at("family").get<std::string>();
-    a.resolution = j.at("resolution").get<int64_t>();
-    a.stem = j.at("stem").get<int64_t>();
-    if (j.contains("head")) a.head = j.at("head").get<int64_t>();
+    auto whole = [](const nlohmann::json& o, const char* key, std::optional<int64_t> fallback = std::nullopt) {
+      if (fallback && !o.contains(key)) return *fallback;
+      return tailor::detail::json_whole(o.at(key), detail::concat("architecture JSON: '", key, "'"));
+    };
+    a.resolution = whole(j, "resolution");
+    a.stem = whole(j, "stem");
+    if (j.contains("head")) a.head = whole(j, "head");
     for (const auto& s : j.at("stages")) {
       StageConfig st;
-      st.depth = s.at("depth").get<int64_t>();
-      st.width = s.at("width").get<int64_t>();
-      st.kernel = s.value("kernel", int64_t{3});
-      st.expand = s.value("expand", int64_t{1});
-      st.stride = s.value("stride", int64_t{1});
+      st.depth = whole(s, "depth");
+      st.width = whole(s, "width");
+      st.kernel = whole(s, "kernel", 3);
+      st.expand = whole(s, "expand", 1);
+      st.stride = whole(s, "stride", 1);
       TAILOR_CHECK(st.depth > 0 && st.width > 0 && st.kernel > 0 && st.expand > 0 && st.stride > 0,
                    "architecture JSON: stage values must be positive");
       a.stages.push_back(st);
@@ -344,18 +350,24 @@ SearchSpace SearchSpace::from_json(const std::string& text) {
     const nlohmann::json j = nlohmann::json::parse(text);
     sp.name = j.at("name").get<std::string>();
     sp.family = j.at("family").get<std::string>();
-    sp.resolutions = j.at("resolutions").get<std::vector<int64_t>>();
-    sp.stems = j.at("stems").get<std::vector<int64_t>>();
-    sp.heads = j.at("heads").get<std::vector<int64_t>>();
-    sp.in_channels = j.at("in_channels").get<int64_t>();
-    sp.classes = j.at("classes").get<int64_t>();
+    auto whole = [](const nlohmann::json& o, const char* key) {
+      return tailor::detail::json_whole(o.at(key), detail::concat("search space JSON: '", key, "'"));
+    };
+    auto wholes = [](const nlohmann::json& o, const char* key) {
+      return tailor::detail::json_wholes(o.at(key), detail::concat("search space JSON: '", key, "'"));
+    };
+    sp.resolutions = wholes(j, "resolutions");
+    sp.stems = wholes(j, "stems");
+    sp.heads = wholes(j, "heads");
+    sp.in_channels = whole(j, "in_channels");
+    sp.classes = whole(j, "classes");
     for (const auto& st : j.at("stages")) {
       Stage s;
-      s.depths = st.at("depths").get<std::vector<int64_t>>();
-      s.widths = st.at("widths").get<std::vector<int64_t>>();
-      s.kernels = st.at("kernels").get<std::vector<int64_t>>();
-      s.expands = st.at("expands").get<std::vector<int64_t>>();
-      s.stride = st.at("stride").get<int64_t>();
+      s.depths = wholes(st, "depths");
+      s.widths = wholes(st, "widths");
+      s.kernels = wholes(st, "kernels");
+      s.expands = wholes(st, "expands");
+      s.stride = whole(st, "stride");
       sp.stages.push_back(s);
     }
   } catch (const nlohmann::json::exception& e) {

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/json_number.hpp"
+
 #include "svg_plot.hpp"
 #include "tailor/core/text.hpp"
 
@@ -156,8 +158,8 @@ FleetSetup fleet_setup(const std::string& plan_json, const std::string& where, b
       s.name = site + (site == "split" ? " (" + p.value("method", "") + ")" : "") + (i == 0 ? " [chosen]" : "");
       s.edge = stage(edge_spread, predicted.value("edge_ms", 0.0));
       if (site != "edge") s.cloud = stage(cloud_spread, predicted.value("cloud_ms", 0.0));
-      s.up_bytes = p.value("up_bytes", int64_t{0});
-      s.down_bytes = p.value("down_bytes", int64_t{0});
+      s.up_bytes = tailor::detail::json_whole_or(p, "up_bytes", 0, "plan '" + where + "': placement", 0);
+      s.down_bytes = tailor::detail::json_whole_or(p, "down_bytes", 0, "plan '" + where + "': placement", 0);
       s.link = setup.link;
       s.exit_rate = site == "edge" ? 0 : exit_rate;
       setup.scenarios.push_back(std::move(s));

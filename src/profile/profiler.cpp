@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "../core/json_number.hpp"
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
@@ -116,7 +118,7 @@ MachineInfo machine_from(const json& j) {
   MachineInfo m;
   m.cpu_model = j.value("cpu_model", "");
   m.isa = j.value("isa", std::vector<std::string>{});
-  m.logical_cpus = j.value("logical_cpus", 0);
+  m.logical_cpus = static_cast<int>(tailor::detail::json_whole_or(j, "logical_cpus", 0, "latency profile: machine", 0, 1 << 20));
   m.cpu_mhz = j.value("cpu_mhz", 0.0);
   m.gpu = j.value("gpu", "");
   m.torch_version = j.value("torch", "");
@@ -352,15 +354,9 @@ std::string LatencyProfile::to_json() const {
 }
 
 namespace {
-// A whole number of a profile: nlohmann converts a JSON float to an integer with a plain cast, which is undefined
-// for values out of range, so anything but a JSON integer in range is refused.
 int64_t whole(const json& j, const char* key, int64_t fallback, int64_t most = INT64_MAX) {
   if (!j.contains(key)) return fallback;
-  const json& v = j.at(key);
-  TAILOR_CHECK(v.is_number_integer(), "latency profile: '", key, "' must be a whole number, not ", v.dump());
-  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? -1 : v.get<int64_t>();
-  TAILOR_CHECK(x >= 0 && x <= most, "latency profile: '", key, "' = ", v.dump(), " is out of range");
-  return x;
+  return tailor::detail::json_whole(j.at(key), detail::concat("latency profile: '", key, "'"), 0, most);
 }
 }  // namespace
 
@@ -381,8 +377,7 @@ LatencyProfile LatencyProfile::from_json(const std::string& text) {
     for (const auto& shape : j.value("input_shapes", json::array())) {
       p.input_shapes.emplace_back();
       for (const auto& d : shape.get<std::vector<json>>()) {
-        TAILOR_CHECK(d.is_number_integer(), "latency profile: input shape dimension ", d.dump(), " is not a whole number");
-        p.input_shapes.back().push_back(d.get<int64_t>());
+        p.input_shapes.back().push_back(tailor::detail::json_whole(d, "latency profile: input shape dimension", 0));
       }
     }
     if (j.contains("machine")) p.machine = machine_from(j["machine"]);

@@ -11,6 +11,8 @@
 
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
+
+#include "../core/json_number.hpp"
 #include <torch/torch.h>
 
 #include "grpc_predict_v2.grpc.pb.h"
@@ -300,7 +302,7 @@ EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : im
   r.options = options;
   try {
     const auto& parts = plan.at("parts");
-    r.input_shapes = parts.at("input_shapes").get<std::vector<std::vector<int64_t>>>();
+    r.input_shapes = tailor::detail::json_shapes(parts.at("input_shapes"), "plan '" + path + "': 'parts.input_shapes'");
     r.cut = parts.at("cut").get<std::vector<std::string>>();
     r.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
     r.outputs = parts.at("outputs").get<std::vector<std::string>>();
@@ -321,7 +323,7 @@ EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : im
       GraphModule module = tailor::load((fs::path(folder) / edge_file).string());
       CompileOptions co;
       co.input_shapes = r.input_shapes;
-      co.threads = device.value("threads", 1);
+      co.threads = static_cast<int>(tailor::detail::json_whole_or(device, "threads", 1, "plan's edge device", 1, 4096));
       r.edge = tailor::compile(device.value("backend", "onednn-cpu"), *module, co);
     }
   } catch (const nlohmann::json::exception& e) {

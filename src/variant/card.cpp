@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../core/json_number.hpp"
+
 #include "tailor/export/export.hpp"
 #include "tailor/version.hpp"
 
@@ -59,11 +61,12 @@ VariantCard card_from(const json& j, const std::string& where) {
     c.onnx_file = j.value("onnx_file", "");
     c.parent = j.value("parent", "");
     c.provenance = provenance_from_json(j.value("provenance", json::array()).dump());
-    c.input_shapes = j.value("input_shapes", std::vector<std::vector<int64_t>>{});
-    c.params = j.value("params", int64_t{0});
-    c.macs = j.value("macs", int64_t{0});
-    c.weight_bytes = j.value("weight_bytes", int64_t{0});
-    c.file_bytes = j.value("file_bytes", int64_t{0});
+    const std::string where = "variant card '" + c.name + "'";
+    if (j.contains("input_shapes")) c.input_shapes = tailor::detail::json_shapes(j.at("input_shapes"), where + ": 'input_shapes'");
+    c.params = tailor::detail::json_whole_or(j, "params", 0, where, 0);
+    c.macs = tailor::detail::json_whole_or(j, "macs", 0, where, 0);
+    c.weight_bytes = tailor::detail::json_whole_or(j, "weight_bytes", 0, where, 0);
+    c.file_bytes = tailor::detail::json_whole_or(j, "file_bytes", 0, where, 0);
     if (j.contains("accuracy") && !j["accuracy"].is_null()) c.accuracy = j["accuracy"].get<double>();
     c.accuracy_data = j.value("accuracy_data", "");
     const json profiles = j.value("profiles", json::object());
