@@ -150,6 +150,23 @@ Served fashion_cnn(const std::string& dir) {
 
 }  // namespace
 
+TEST_CASE("serve --model specs: fields parsed, bad ones refused naming the model and the field", "[serve]") {
+  const auto spec = serve::ModelSpec::parse("cloud=parts/cloud.pt,backend=libtorch-cpu,threads=3,input=1x3x8x8;1x4");
+  CHECK(spec.name == "cloud");
+  CHECK(spec.file == "parts/cloud.pt");
+  CHECK(spec.backend == "libtorch-cpu");
+  CHECK(spec.threads == 3);
+  CHECK(spec.input_shapes == std::vector<std::vector<int64_t>>{{1, 3, 8, 8}, {1, 4}});
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(serve::ModelSpec::parse("cloud.pt"), Contains("expected NAME=FILE"));
+  CHECK_THROWS_WITH(serve::ModelSpec::parse("m=,threads=2"), Contains("no file after '='"));
+  CHECK_THROWS_WITH(serve::ModelSpec::parse("m=f.pt,threads"), Contains("'threads' is not key=value"));
+  for (const char* bad : {"0", "-1", "5x", "99999", "1e3"})
+    CHECK_THROWS_WITH(serve::ModelSpec::parse(std::string("m=f.pt,threads=") + bad),
+                      Contains("model 'm': threads must be an integer from 1 to 4096"));
+  CHECK_THROWS_WITH(serve::ModelSpec::parse("m=f.pt,thread=2"), Contains("unknown key 'thread'"));
+}
+
 TEST_CASE("the OIP server answers health, metadata and inference; results equal the model's", "[serve]") {
   const std::string dir = serve_tmp("basic");
   Served cnn = fashion_cnn(dir);

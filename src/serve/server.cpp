@@ -143,10 +143,15 @@ ModelSpec ModelSpec::parse(const std::string& text) {
                "': expected NAME=FILE[,backend=B][,threads=N][,input=SHAPE[;SHAPE]]");
   ModelSpec spec;
   spec.name = text.substr(0, eq);
-  const auto fields = split(text.substr(eq + 1), ',');
-  TAILOR_CHECK(!fields.empty() && !fields[0].empty(), "model '", spec.name, "': no file after '=' (NAME=FILE)");
-  spec.file = fields[0];
-  for (size_t i = 1; i < fields.size(); ++i) {
+  // The file is what stands before the first comma (split() drops empty items, so "m=,threads=2" would otherwise
+  // take "threads=2" for the file).
+  const std::string rest = text.substr(eq + 1);
+  const auto comma = rest.find(',');
+  const auto file = split(rest.substr(0, comma), ',');
+  TAILOR_CHECK(!file.empty(), "model '", spec.name, "': no file after '=' (NAME=FILE)");
+  spec.file = file[0];
+  const auto fields = comma == std::string::npos ? std::vector<std::string>{} : split(rest.substr(comma + 1), ',');
+  for (size_t i = 0; i < fields.size(); ++i) {
     const auto kv = fields[i].find('=');
     TAILOR_CHECK(kv != std::string::npos, "model '", spec.name, "': '", fields[i], "' is not key=value");
     const std::string key = fields[i].substr(0, kv), value = fields[i].substr(kv + 1);
@@ -160,7 +165,8 @@ ModelSpec ModelSpec::parse(const std::string& text) {
       } catch (const std::exception&) {
         spec.threads = 0;
       }
-      TAILOR_CHECK(spec.threads > 0, "model '", spec.name, "': threads must be a positive integer, not '", value, "'");
+      TAILOR_CHECK(spec.threads > 0 && spec.threads <= 4096, "model '", spec.name,
+                   "': threads must be an integer from 1 to 4096, not '", value, "'");
     } else if (key == "input") {
       for (const auto& shape : split(value, ';')) spec.input_shapes.push_back(parse_shape(shape));
     } else {
