@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -123,20 +122,20 @@ ArchConfig ArchConfig::from_json(const std::string& text) {
     j = nlohmann::json::parse(text);
     ArchConfig a;
     a.family = j.at("family").get<std::string>();
-    auto whole = [](const nlohmann::json& o, const char* key, std::optional<int64_t> fallback = std::nullopt) {
-      if (fallback && !o.contains(key)) return *fallback;
-      return tailor::detail::json_whole(o.at(key), detail::concat("architecture JSON: '", key, "'"));
+    const char* const where = "architecture JSON";
+    auto whole = [&](const nlohmann::json& o, const char* key) {
+      return tailor::detail::json_whole(o.at(key), detail::concat(where, ": '", key, "'"));
     };
     a.resolution = whole(j, "resolution");
     a.stem = whole(j, "stem");
-    if (j.contains("head")) a.head = whole(j, "head");
+    a.head = tailor::detail::json_whole_or(j, "head", a.head, where);
     for (const auto& s : j.at("stages")) {
       StageConfig st;
       st.depth = whole(s, "depth");
       st.width = whole(s, "width");
-      st.kernel = whole(s, "kernel", 3);
-      st.expand = whole(s, "expand", 1);
-      st.stride = whole(s, "stride", 1);
+      st.kernel = tailor::detail::json_whole_or(s, "kernel", 3, where);
+      st.expand = tailor::detail::json_whole_or(s, "expand", 1, where);
+      st.stride = tailor::detail::json_whole_or(s, "stride", 1, where);
       TAILOR_CHECK(st.depth > 0 && st.width > 0 && st.kernel > 0 && st.expand > 0 && st.stride > 0,
                    "architecture JSON: stage values must be positive");
       a.stages.push_back(st);

@@ -355,8 +355,7 @@ std::string LatencyProfile::to_json() const {
 
 namespace {
 int64_t whole(const json& j, const char* key, int64_t fallback, int64_t most = INT64_MAX) {
-  if (!j.contains(key)) return fallback;
-  return tailor::detail::json_whole(j.at(key), detail::concat("latency profile: '", key, "'"), 0, most);
+  return tailor::detail::json_whole_or(j, key, fallback, "latency profile", 0, most);
 }
 }  // namespace
 
@@ -374,12 +373,7 @@ LatencyProfile LatencyProfile::from_json(const std::string& text) {
     p.dtype = j.value("dtype", "float32");
     p.threads = static_cast<int>(whole(j, "threads", 0, 4096));
     p.batch = whole(j, "batch", 0);
-    for (const auto& shape : j.value("input_shapes", json::array())) {
-      p.input_shapes.emplace_back();
-      for (const auto& d : shape.get<std::vector<json>>()) {
-        p.input_shapes.back().push_back(tailor::detail::json_whole(d, "latency profile: input shape dimension", 0));
-      }
-    }
+    p.input_shapes = tailor::detail::json_shapes(j.value("input_shapes", json::array()), "latency profile: 'input_shapes'");
     if (j.contains("machine")) p.machine = machine_from(j["machine"]);
     const json& l = j.at("latency_ms");
     p.latency.runs = static_cast<int>(whole(l, "runs", 0, INT32_MAX));

@@ -61,7 +61,7 @@ struct Client::Impl {
   std::mt19937_64 rng;
   // Loopback's own transport time per byte (request and reply) in recent calls: what the link emulation absorbs.
   double loopback_ms_per_byte = 0;
-  int64_t loopback_calls = 0;
+  bool loopback_measured = false;
 
   std::unique_ptr<grpc::ClientContext> context() const {
     auto c = std::make_unique<grpc::ClientContext>();
@@ -172,9 +172,10 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
     if (link) {
       std::normal_distribution<double> jitter(0, 1);
       const double rtt = std::max(0.0, link->rtt_ms + link->jitter_ms * jitter(impl_->rng));
-      link_ms = link->up_ms(result.timing.up_bytes) + rtt;  // the downlink is added when the reply's size is known
-      uplink_wait = std::max(0.0, link->up_ms(result.timing.up_bytes) + rtt / 2 -
-                                      impl_->loopback_ms_per_byte * static_cast<double>(result.timing.up_bytes));
+      const double up = link->up_ms(result.timing.up_bytes);
+      link_ms = up + rtt;  // the downlink is added when the reply's size is known
+      uplink_wait =
+          std::max(0.0, up + rtt / 2 - impl_->loopback_ms_per_byte * static_cast<double>(result.timing.up_bytes));
       wait_for_ms(uplink_wait);
     }
     sent = Clock::now();
@@ -203,8 +204,8 @@ InferResult Client::infer(const std::string& model, const std::vector<std::pair<
     if (bytes > 0) {
       const double per_byte = loopback_ms / static_cast<double>(bytes);
       impl_->loopback_ms_per_byte =
-          impl_->loopback_calls == 0 ? per_byte : 0.8 * impl_->loopback_ms_per_byte + 0.2 * per_byte;
-      ++impl_->loopback_calls;
+          impl_->loopback_measured ? 0.8 * impl_->loopback_ms_per_byte + 0.2 * per_byte : per_byte;
+      impl_->loopback_measured = true;
     }
     link_ms += link->down_ms(timing.down_bytes);
     const double hold = std::max(0.0, link_ms - uplink_wait - loopback_ms);

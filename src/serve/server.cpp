@@ -151,10 +151,10 @@ ModelSpec ModelSpec::parse(const std::string& text) {
   TAILOR_CHECK(!file.empty(), "model '", spec.name, "': no file after '=' (NAME=FILE)");
   spec.file = file[0];
   const auto fields = comma == std::string::npos ? std::vector<std::string>{} : split(rest.substr(comma + 1), ',');
-  for (size_t i = 0; i < fields.size(); ++i) {
-    const auto kv = fields[i].find('=');
-    TAILOR_CHECK(kv != std::string::npos, "model '", spec.name, "': '", fields[i], "' is not key=value");
-    const std::string key = fields[i].substr(0, kv), value = fields[i].substr(kv + 1);
+  for (const auto& field : fields) {
+    const auto kv = field.find('=');
+    TAILOR_CHECK(kv != std::string::npos, "model '", spec.name, "': '", field, "' is not key=value");
+    const std::string key = field.substr(0, kv), value = field.substr(kv + 1);
     if (key == "backend") {
       spec.backend = value;
     } else if (key == "threads") {
