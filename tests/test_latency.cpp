@@ -204,6 +204,51 @@ TEST_CASE("the overhead fit recovers total = scale x kernels + overhead") {
   CHECK(model.overhead_ms() == Approx(0.3).epsilon(1e-6));
 }
 
+TEST_CASE("reference times take the machine's slow spells out of the table, and calibrate predictions") {
+  latency::Model model(fake_target());
+  const Kernel k = conv_kernel("c", 16, 16, 28, 3);
+  // The same model measured five times; twice in a spell where everything, the reference too, ran 3x slower.
+  for (double spell : {1.0, 3.0, 1.0, 3.0, 1.0}) {
+    latency::ModelSample s;
+    s.name = "m";
+    s.kernels = 1;
+    s.kernel_sum_ms = 1.0 * spell;
+    s.p50_ms = 1.2 * spell;
+    s.reference_ms = 0.5 * spell;
+    model.add(s, {{k, 1.0 * spell}});
+  }
+  for (int i = 0; i < 3; ++i) {  // entries answer alone from eight samples on
+    latency::ModelSample s;
+    s.name = "n";
+    s.kernels = 1;
+    s.kernel_sum_ms = 1.0;
+    s.p50_ms = 1.2;
+    s.reference_ms = 0.5;
+    model.add(s, {{k, 1.0}});
+  }
+  model.fit();
+  CHECK(model.reference_ms() == Approx(0.5));
+  CHECK(model.normalization(model.models()[1]) == Approx(1.0 / 3));
+  REQUIRE(model.lookup(k));
+  CHECK(*model.lookup(k) == Approx(1.0));  // every sample brought to the usual state, the spell's too
+  const double usual = model.predict({{k}}).total_ms;
+  CHECK(usual == Approx(1.2).epsilon(1e-6));
+  model.calibrate(1.0);  // the reference runs 2x slower now
+  CHECK(model.predict({{k}}).total_ms == Approx(2 * usual));
+  CHECK(model.predict({{k}}).kernels[0].cumulative_ms == Approx(2 * usual));
+  model.calibrate(0);
+  CHECK(model.predict({{k}}).total_ms == Approx(usual));
+  // Without reference times nothing is normalized.
+  latency::ModelSample plain;
+  CHECK(latency::Model(fake_target()).normalization(plain) == 1.0);
+  // The reference's time and architecture survive the file.
+  model.set_reference_architecture(latency::Reference::kArchitecture);
+  const latency::Model again = latency::Model::from_json(model.to_json(), "t.json");
+  CHECK(again.reference_ms() == Approx(0.5));
+  CHECK(again.reference_architecture() == latency::Reference::kArchitecture);
+  CHECK(again.predict({{k}}).total_ms == Approx(usual));
+}
+
 TEST_CASE("the regressor predicts unseen kernels within 10% when time follows the work") {
   // Synthetic kernels at 50 GMAC/s plus memory time at 10 GB/s: a known law the trees must learn.
   auto law = [](const Kernel& k) { return k.macs / 50e6 + k.bytes / 10e6; };
@@ -295,6 +340,10 @@ TEST_CASE("a real table builds adaptively, saves, reloads to the same prediction
   // The second round was predicted by the first round's fit before it was measured.
   CHECK(model.models()[0].predicted_ms == 0);
   CHECK(model.models()[5].predicted_ms > 0);
+  // Every model was measured next to the reference, and the table keeps which one.
+  CHECK(model.reference_architecture() == latency::Reference::kArchitecture);
+  CHECK(model.reference_ms() > 0);
+  for (const auto& m : model.models()) CHECK(m.reference_ms > 0);
   const std::string file = latency_tmp("latency_table.json");
   model.save(file);
   const latency::Model again = latency::Model::load(file, &o.target);

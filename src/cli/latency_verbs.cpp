@@ -120,6 +120,7 @@ struct PredictArgs {
   std::string model, table, input;
   int nodes = 10;
   bool json = false;
+  bool calibrate = false;
 };
 
 // The table in `file`, checked to be of this machine (under the table's ISA cap) and fitted.
@@ -135,7 +136,12 @@ std::pair<latency::Model, latency::Target> table_here(const std::string& file) {
 }
 
 int predict_cmd(const PredictArgs& a) {
-  const auto [table, here] = table_here(a.table);
+  auto [table, here] = table_here(a.table);
+  if (a.calibrate) {
+    TAILOR_CHECK(table.reference_ms() > 0, "latency predict --calibrate: table '", a.table,
+                 "' was measured without a reference model (rebuild it with this tailor)");
+    table.calibrate(latency::Reference::compile_for(here, table.reference_architecture()).time_ms(21));
+  }
   const std::vector<int64_t> shape = a.input.empty() ? default_shape(a.model) : parse_shape(a.input);
   GraphModule m = latency::prepare_for_target(models::load_model(a.model), shape, here);
   const latency::Prediction p = table.predict(latency::detect_kernels(*m, shape, here));
@@ -144,13 +150,17 @@ int predict_cmd(const PredictArgs& a) {
     j["model"] = a.model;
     j["input"] = shape_to_string(shape);
     j["target"] = here.str();
+    j["calibration"] = table.calibration();
     std::cout << j.dump(2) << "\n";
     return 0;
   }
   std::cout << fmt::format("{} on {}: {:.3f} ms predicted ({} kernels: {} from the table, {} by regressor, {} uncovered; "
-                           "overhead {:.3f} ms)\n",
+                           "overhead {:.3f} ms){}\n",
                            a.model, here.str(), p.total_ms, p.kernels.size(), p.from_table, p.from_regressor, p.uncovered,
-                           p.overhead_ms);
+                           p.overhead_ms,
+                           a.calibrate ? fmt::format("; calibrated: the machine runs at {:.2f}x the table's usual time",
+                                                     table.calibration())
+                                       : "");
   std::vector<const latency::KernelPrediction*> order;
   for (const auto& k : p.kernels) order.push_back(&k);
   std::sort(order.begin(), order.end(), [](auto* x, auto* y) { return x->ms > y->ms; });
@@ -198,6 +208,7 @@ int validate_cmd(const ValidateArgs& a) {
                              100 * x.within_5, x.rmse_ms, x.rmse_pct, x.kendall_tau);
   };
   line("latency model (kernels + overhead)", r.model);
+  if (table.reference_ms() > 0) line("  calibrated by the reference's time", r.calibrated);
   line("per-node sum, no kernel detection", r.op_sum);
   line("MACs-proportional", r.macs);
   line("noise floor: a second measurement", r.noise);
@@ -236,6 +247,8 @@ void add_latency_verbs(CLI::App& app, std::vector<std::function<int()>>& actions
   predict_sub->add_option("--input", p->input, "input shape (zoo models and architectures have a default)");
   predict_sub->add_option("--nodes", p->nodes, "slowest kernels to list")->capture_default_str();
   predict_sub->add_flag("--json", p->json, "print JSON (every kernel with its cumulative latency)");
+  predict_sub->add_flag("--calibrate", p->calibrate,
+                        "time the table's reference model now and scale the prediction to the machine's present speed");
 
   auto v = std::make_shared<ValidateArgs>();
   auto* validate_sub = latency_cmd->add_subcommand("validate", "predicted against measured (interleaved) on new models");

@@ -29,6 +29,13 @@ void build(Model& model, const BuildOptions& o) {
   TAILOR_CHECK(o.models > 0 && o.round_size > 0, "latency build: models and round size must be positive");
   TAILOR_CHECK(o.adaptive_share >= 0 && o.adaptive_share <= 1, "latency build: adaptive share must be in [0, 1]");
   const auto start = std::chrono::steady_clock::now();
+  // A table keeps the reference it was started with, so that a resumed build normalizes to the same model.
+  if (model.reference_architecture().empty() && model.models().empty())
+    model.set_reference_architecture(Reference::kArchitecture);
+  std::optional<Reference> reference;
+  if (!model.reference_architecture().empty()) reference = Reference::compile_for(o.target, model.reference_architecture());
+  MeasureOptions measure_options = o.measure;
+  measure_options.reference = reference ? &*reference : nullptr;
   std::set<std::string> seen;
   for (const auto& m : model.models()) seen.insert(m.name);
   int64_t index = static_cast<int64_t>(model.models().size());
@@ -39,8 +46,10 @@ void build(Model& model, const BuildOptions& o) {
     std::vector<std::string> parents;
     if (model.fitted()) {
       std::vector<std::pair<double, std::string>> errors;
-      for (const auto& m : model.models())
-        if (m.predicted_ms > 0) errors.push_back({std::abs(m.predicted_ms - m.p50_ms) / m.p50_ms, m.name});
+      for (const auto& m : model.models()) {
+        const double p50 = m.p50_ms * model.normalization(m);
+        if (m.predicted_ms > 0) errors.push_back({std::abs(m.predicted_ms - p50) / p50, m.name});
+      }
       std::sort(errors.rbegin(), errors.rend());
       for (size_t i = 0; i < errors.size() && i < 10; ++i) parents.push_back(errors[i].second);
     }
@@ -56,7 +65,7 @@ void build(Model& model, const BuildOptions& o) {
         GraphModule prepared = prepare_for_target(item.module, item.input_shape, o.target, o.seed + static_cast<uint64_t>(index));
         auto exe = compile(o.target.backend, *prepared, compile_options(item.input_shape, o.target));
         const double predicted = model.fitted() ? model.predict(kernels_of(*exe)).total_ms : 0;
-        auto [sample, kernels] = measure(*exe, item.input_shape, o.measure);
+        auto [sample, kernels] = measure(*exe, item.input_shape, measure_options);
         sample.name = item.name;
         sample.predicted_ms = predicted;
         model.add(sample, kernels);
@@ -127,9 +136,12 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
   std::vector<double> macs, p50;
   for (const auto& m : model.models()) {
     macs.push_back(m.macs);
-    p50.push_back(m.p50_ms);
+    p50.push_back(m.p50_ms * model.normalization(m));
   }
   const detail::Line macs_line = detail::fit_line(macs, p50);
+  // The table's reference, timed in every round next to the models: the calibrated prediction scales to it.
+  std::optional<Reference> reference;
+  if (model.reference_ms() > 0) reference = Reference::compile_for(target, model.reference_architecture());
   std::vector<KernelList> lists;
   const auto start = std::chrono::steady_clock::now();
   double detect_seconds = 0;
@@ -169,11 +181,14 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
     timing.min_runs = 5;
     timing.max_seconds = o.seconds_per_model / (2 * o.rounds);
     std::vector<std::array<std::vector<double>, 2>> p50s(raw.size());
-    for (int r = 0; r < 2 * o.rounds; ++r)
+    std::vector<double> reference_ms;
+    for (int r = 0; r < 2 * o.rounds; ++r) {
+      if (reference && r % 2 == 0) reference_ms.push_back(reference->time_ms());
       for (size_t k = 0; k < raw.size(); ++k) {
         const size_t i = (k + static_cast<size_t>(r)) % raw.size();
         p50s[i][r % 2].push_back(time_executable(*raw[i], inputs[i], timing).p50_ms);
       }
+    }
     std::vector<double> first, second;
     for (auto& m : p50s) {
       first.push_back(detail::median(m[0]));
@@ -184,6 +199,7 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
       row.name = kept[i].name;
       row.measured_ms = first[i];
       row.repeat_ms = second[i];
+      row.reference_ms = detail::median(reference_ms);
       const auto& ks = lists[lists.size() - kept.size() + i].kernels;
       row.kernels = static_cast<int>(ks.size());
       for (const auto& k : ks) row.macs += k.macs;
@@ -208,7 +224,7 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
   std::vector<KernelList> unfused;
   for (const auto& ks : lists) unfused.push_back(Model::without_fusion(ks));
   const std::vector<Prediction> op_sums = model.predict_many(unfused);
-  std::vector<double> measured, repeat, predicted, by_macs, by_ops;
+  std::vector<double> measured, repeat, predicted, by_macs, by_ops, calibrated;
   for (size_t i = 0; i < report.rows.size(); ++i) {
     ValidationRow& row = report.rows[i];
     row.predicted_ms = predictions[i].total_ms;
@@ -216,6 +232,8 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
     row.uncovered = predictions[i].uncovered;
     row.macs_ms = macs_line.ok ? macs_line.a * row.macs + macs_line.b : 0;
     row.op_sum_ms = op_sums[i].total_ms;
+    row.calibrated_ms = row.reference_ms > 0 ? row.predicted_ms * row.reference_ms / model.reference_ms() : row.predicted_ms;
+    calibrated.push_back(row.calibrated_ms);
     measured.push_back(row.measured_ms);
     repeat.push_back(row.repeat_ms);
     predicted.push_back(row.predicted_ms);
@@ -226,6 +244,7 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
   report.macs = accuracy(by_macs, measured);
   report.op_sum = accuracy(by_ops, measured);
   report.noise = accuracy(repeat, measured);
+  report.calibrated = accuracy(calibrated, measured);
   return report;
 }
 
@@ -237,12 +256,14 @@ std::string ValidationReport::to_json() const {
   json rows_j = json::array();
   for (const auto& r : rows)
     rows_j.push_back({{"name", r.name}, {"measured_ms", r.measured_ms}, {"repeat_ms", r.repeat_ms},
-                      {"predicted_ms", r.predicted_ms}, {"macs_ms", r.macs_ms}, {"op_sum_ms", r.op_sum_ms},
+                      {"predicted_ms", r.predicted_ms}, {"reference_ms", r.reference_ms},
+                      {"calibrated_ms", r.calibrated_ms}, {"macs_ms", r.macs_ms}, {"op_sum_ms", r.op_sum_ms},
                       {"macs", r.macs}, {"kernels", r.kernels}, {"from_regressor", r.from_regressor},
                       {"uncovered", r.uncovered}});
   return json{{"target", target.str()},
               {"models", rows.size()},
               {"latency_model", acc(model)},
+              {"calibrated_by_reference", acc(calibrated)},
               {"macs_proportional", acc(macs)},
               {"op_sum_without_kernel_detection", acc(op_sum)},
               {"noise_floor_repeat", acc(noise)},

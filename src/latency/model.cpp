@@ -33,21 +33,30 @@ double work(const Kernel& k) { return k.macs + k.bytes / 4 + 1; }
 constexpr size_t kTrustedSamples = 8;
 constexpr double kRegressorVotes = 2;
 
-// Working sets within a factor of sqrt(2) of each other share table entries.
-std::string working_set_suffix(double working_set) {
-  return "|ws" + std::to_string(working_set > 0 ? std::lround(2 * std::log2(working_set)) : 0);
+// Models whose total work is within a factor of sqrt(2) of each other share table entries: a kernel's time
+// depends on how much of its data the rest of the run evicted.
+std::string context_suffix(double model_work) {
+  return "|w" + std::to_string(model_work > 0 ? std::lround(2 * std::log2(model_work)) : 0);
 }
-std::string entry_key(const Kernel& k, double working_set) { return k.key() + working_set_suffix(working_set); }
+std::string entry_key(const Kernel& k, double model_work) { return k.key() + context_suffix(model_work); }
 
-std::vector<float> features(const Kernel& k, double working_set) {
+double total_work(const std::vector<KernelSample>& samples) {
+  double w = 0;
+  for (const auto& s : samples) w += work(s.kernel);
+  return w;
+}
+
+std::vector<float> features(const Kernel& k, double working_set, double model_work) {
   std::vector<float> f = k.features();
   f.push_back(static_cast<float>(std::log2(1 + working_set)));
+  f.push_back(static_cast<float>(std::log2(1 + model_work)));
   return f;
 }
 
 std::vector<std::string> feature_names() {
   std::vector<std::string> names = kernel_feature_names();
   names.push_back("log2_working_set_bytes");
+  names.push_back("log2_model_work");
   return names;
 }
 
@@ -197,9 +206,14 @@ Model& Model::operator=(Model&& o) noexcept {
   samples_ = std::move(o.samples_);
   models_ = std::move(o.models_);
   table_ = std::move(o.table_);
+  sample_model_ = std::move(o.sample_model_);
+  model_work_ = std::move(o.model_work_);
   regressors_ = std::move(o.regressors_);
   overhead_ms_ = o.overhead_ms_;
   scale_ = o.scale_;
+  reference_architecture_ = std::move(o.reference_architecture_);
+  reference_ms_ = o.reference_ms_;
+  calibration_ = o.calibration_;
   fitted_ = o.fitted_;
   memo_.clear();
   return *this;
@@ -211,21 +225,51 @@ void Model::clear_memo() const {
 }
 Model::~Model() = default;
 
+double KernelList::total_work() const {
+  double w = 0;
+  for (const Kernel& k : kernels) w += work(k);
+  return w;
+}
+
+double Model::normalization(const ModelSample& model) const {
+  return reference_ms_ > 0 && model.reference_ms > 0 ? reference_ms_ / model.reference_ms : 1.0;
+}
+
+void Model::calibrate(double reference_ms_now) {
+  calibration_ = reference_ms_now > 0 && reference_ms_ > 0 ? reference_ms_now / reference_ms_ : 1.0;
+}
+
 void Model::add(const ModelSample& model, const std::vector<KernelSample>& kernels) {
   clear_memo();  // remembered answers may rest on table entries this changes
+  const size_t index = models_.size();
   models_.push_back(model);
+  model_work_.push_back(total_work(kernels));
+  // The first reference time is the usual state until fit() takes the median of all of them.
+  if (reference_ms_ <= 0 && model.reference_ms > 0) reference_ms_ = model.reference_ms;
+  const double factor = normalization(model);
   for (const auto& s : kernels) {
     samples_.push_back(s);
-    const std::string key = entry_key(s.kernel, s.working_set_bytes);
-    Entry& e = table_[key];
+    sample_model_.push_back(index);
+    Entry& e = table_[entry_key(s.kernel, model_work_.back())];
     if (e.ms.empty()) e.kernel = s.kernel;
-    e.ms.push_back(s.ms);
+    e.ms.push_back(s.ms * factor);
     e.median = median(e.ms);
   }
 }
 
-std::optional<double> Model::lookup(const Kernel& kernel, double working_set_bytes) const {
-  auto it = table_.find(entry_key(kernel, working_set_bytes));
+void Model::rebuild_entries() {
+  table_.clear();
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    const size_t m = sample_model_[i];
+    Entry& e = table_[entry_key(samples_[i].kernel, model_work_[m])];
+    if (e.ms.empty()) e.kernel = samples_[i].kernel;
+    e.ms.push_back(samples_[i].ms * normalization(models_[m]));
+  }
+  for (auto& [key, e] : table_) e.median = median(e.ms);
+}
+
+std::optional<double> Model::lookup(const Kernel& kernel, double model_work) const {
+  auto it = table_.find(entry_key(kernel, model_work > 0 ? model_work : work(kernel)));
   if (it == table_.end()) return std::nullopt;
   return it->second.median;
 }
@@ -239,10 +283,19 @@ std::map<std::string, size_t> Model::regressor_types() const {
 void Model::fit() {
   TAILOR_CHECK(!samples_.empty(), "latency model for ", target_.str(), ": no measured kernels to fit");
   const size_t cols = feature_names().size();
+  // The usual state of the machine: the median reference time over the table's models.
+  std::vector<double> references;
+  for (const auto& m : models_)
+    if (m.reference_ms > 0) references.push_back(m.reference_ms);
+  reference_ms_ = median(references);
+  rebuild_entries();
   std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> data;
-  for (const auto& s : samples_) {
-    const std::vector<float> f = features(s.kernel, s.working_set_bytes);
-    const float y = static_cast<float>(std::log(std::max(s.ms, 1e-6) / work(s.kernel)));
+  for (size_t i = 0; i < samples_.size(); ++i) {
+    const KernelSample& s = samples_[i];
+    const size_t m = sample_model_[i];
+    const std::vector<float> f = features(s.kernel, s.working_set_bytes, model_work_[m]);
+    const double ms = s.ms * normalization(models_[m]);
+    const float y = static_cast<float>(std::log(std::max(ms, 1e-6) / work(s.kernel)));
     for (const std::string& op : {s.kernel.op, std::string("*")}) {
       auto& [x, ys] = data[op];
       x.insert(x.end(), f.begin(), f.end());
@@ -257,9 +310,10 @@ void Model::fit() {
   std::vector<double> sums, totals, gaps;
   for (const auto& m : models_) {
     if (m.p50_ms <= 0 || m.kernel_sum_ms <= 0) continue;
-    sums.push_back(m.kernel_sum_ms);
-    totals.push_back(m.p50_ms);
-    gaps.push_back(m.p50_ms - m.kernel_sum_ms);
+    const double factor = normalization(m);
+    sums.push_back(m.kernel_sum_ms * factor);
+    totals.push_back(m.p50_ms * factor);
+    gaps.push_back((m.p50_ms - m.kernel_sum_ms) * factor);
   }
   scale_ = 1;
   overhead_ms_ = std::max(0.0, median(gaps));
@@ -291,7 +345,8 @@ std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists
     std::string key;
     for (size_t l = 0; l < lists.size(); ++l) {
       const std::vector<Kernel>& ks = lists[l].kernels;
-      const std::string suffix = working_set_suffix(lists[l].working_set_bytes);
+      const double model_work = lists[l].total_work();
+      const std::string suffix = context_suffix(model_work);
       ms[l].resize(ks.size());
       sources[l].resize(ks.size(), Source::Table);
       for (size_t i = 0; i < ks.size(); ++i) {
@@ -317,7 +372,7 @@ std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists
         sources[l][i] = entry ? Source::Table : op == "*" ? Source::Uncovered : Source::Regressor;
         auto& [who, x] = misses[op];
         who.push_back({l, i, key, entry});
-        const std::vector<float> f = features(k, lists[l].working_set_bytes);
+        const std::vector<float> f = features(k, lists[l].working_set_bytes, model_work);
         x.insert(x.end(), f.begin(), f.end());
       }
     }
@@ -341,12 +396,13 @@ std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists
   std::vector<Prediction> out(lists.size());
   for (size_t l = 0; l < lists.size(); ++l) {
     Prediction& p = out[l];
-    p.scale = scale_;
-    p.overhead_ms = overhead_ms_;
+    // Calibration scales the whole prediction to the machine's state of the moment (1: its usual state).
+    p.scale = scale_ * calibration_;
+    p.overhead_ms = overhead_ms_ * calibration_;
     if (breakdown) p.kernels.resize(lists[l].kernels.size());
-    double cumulative = overhead_ms_;
+    double cumulative = p.overhead_ms;
     for (size_t i = 0; i < ms[l].size(); ++i) {
-      const double t = ms[l][i] * scale_;
+      const double t = ms[l][i] * p.scale;
       cumulative += t;
       const Source source = sources[l][i];
       (source == Source::Table ? p.from_table : source == Source::Regressor ? p.from_regressor : p.uncovered)++;
@@ -403,14 +459,18 @@ KernelList Model::without_fusion(const KernelList& list) {
 
 std::string Model::to_json() const {
   json models = json::array();
-  for (const auto& m : models_)
+  for (const auto& m : models_) {
     models.push_back({{"name", m.name}, {"p50_ms", m.p50_ms}, {"kernel_sum_ms", m.kernel_sum_ms},
                       {"kernels", m.kernels}, {"macs", m.macs}, {"predicted_ms", m.predicted_ms}});
+    if (m.reference_ms > 0) models.back()["reference_ms"] = m.reference_ms;
+  }
   json samples = json::array();
   for (const auto& s : samples_)
     samples.push_back({{"kernel", kernel_to_json(s.kernel)}, {"ms", s.ms}, {"working_set_bytes", s.working_set_bytes}});
   json j = {{"format", kFormat}, {"version", kVersion}, {"target", target_to_json(target_)},
             {"features", feature_names()}, {"models", models}, {"samples", samples}};
+  if (!reference_architecture_.empty())
+    j["reference"] = {{"architecture", reference_architecture_}, {"ms", reference_ms_}};
   if (fitted_) {
     json regs = json::object();
     for (const auto& [op, r] : regressors_) regs[op] = {{"samples", r->samples()}, {"model", r->serialize()}};
@@ -449,7 +509,17 @@ Model Model::from_json(const std::string& text, const std::string& file) {
       s.kernels = static_cast<int>(tailor::detail::json_whole(mj.at("kernels"), "latency table '" + file + "': field '" + field + ".kernels'", 0, INT32_MAX));
       s.macs = mj.at("macs").get<double>();
       s.predicted_ms = mj.at("predicted_ms").get<double>();
+      s.reference_ms = mj.value("reference_ms", 0.0);
+      TAILOR_CHECK(std::isfinite(s.reference_ms) && s.reference_ms >= 0, "latency table '", file,
+                   "': field 'models.reference_ms' is ", s.reference_ms);
       models.push_back(s);
+    }
+    if (j.contains("reference")) {
+      field = "reference";
+      m.reference_architecture_ = j.at("reference").at("architecture").get<std::string>();
+      m.reference_ms_ = j.at("reference").at("ms").get<double>();
+      TAILOR_CHECK(std::isfinite(m.reference_ms_) && m.reference_ms_ >= 0, "latency table '", file,
+                   "': field 'reference.ms' is ", m.reference_ms_);
     }
     field = "samples";
     std::vector<KernelSample> samples;

@@ -39,10 +39,13 @@ struct Target {
 
 /// What the latency model reads from a compiled executable: the kernels it runs, in order, and the bytes it keeps
 /// between runs (weights and planned activations). The same kernel runs faster in a model whose data stays in
-/// cache from one run to the next, so the table keys and the regressors see this working set too.
+/// cache from one run to the next, and in a short model than in a long one (less of its data is evicted between
+/// two runs), so the table keys and the regressors see the working set and the model's total work too.
 struct KernelList {
   std::vector<Kernel> kernels;
   double working_set_bytes = 0;
+  /// Sum over the kernels of MACs + bytes / 4: how long the model runs, in the regressors' unit of work.
+  double total_work() const;
 };
 KernelList kernels_of(const Executable& exe);
 
@@ -70,6 +73,22 @@ struct ModelSample {
   int kernels = 0;
   double macs = 0;
   double predicted_ms = 0;   ///< what the model predicted before this sample was added (0 for the first round)
+  double reference_ms = 0;   ///< the reference model's p50 just before and after (0: not measured)
+};
+
+/// A fixed model timed next to every measured model: its time says how fast the machine is at that moment. A
+/// shared or throttled machine has slow spells of seconds; a table that divides them out describes the machine
+/// in its usual state, and a prediction can be calibrated to the state of the moment by timing the reference.
+struct Reference {
+  static constexpr const char* kArchitecture =
+      "mobilenet@64:16:1x16k3,2x24k3e6s2,2x32k5e6s2,2x64k3e6s2,1x96k3e6,1x160k5e6s2,1x320k3e6:640";
+  std::string architecture;
+  std::unique_ptr<Executable> executable;
+  std::vector<c10::IValue> inputs;
+  /// The architecture compiled for the target (prepared for its dtype) and warmed up.
+  static Reference compile_for(const Target& target, const std::string& architecture = kArchitecture);
+  /// p50 of `runs` timed runs after two untimed ones.
+  double time_ms(int runs = 5);
 };
 
 /// How a kernel's time was obtained.
@@ -129,13 +148,26 @@ class Model {
   size_t table_size() const { return table_.size(); }
   size_t sample_count() const { return samples_.size(); }
   const std::vector<ModelSample>& models() const { return models_; }
-  /// The median measured time of a kernel in models of this working set, when the table has it.
-  std::optional<double> lookup(const Kernel& kernel, double working_set_bytes = 0) const;
+  /// The median measured time of a kernel in models of this total work (KernelList::total_work; 0: the kernel's
+  /// own, as in a model of that one kernel), when the table has it.
+  std::optional<double> lookup(const Kernel& kernel, double model_work = 0) const;
   /// Forgets remembered regressor answers (to time cold predictions).
   void clear_memo() const;
   /// Fitted overhead: total = scale x (sum of kernels) + overhead.
   double overhead_ms() const { return overhead_ms_; }
   double scale() const { return scale_; }
+
+  /// The reference model of this table and its median time over the table's models: the machine's usual state,
+  /// which every measurement is normalized to (0 when the table was measured without a reference).
+  const std::string& reference_architecture() const { return reference_architecture_; }
+  double reference_ms() const { return reference_ms_; }
+  void set_reference_architecture(const std::string& architecture) { reference_architecture_ = architecture; }
+  /// The factor that brings a model's measurements to the machine's usual state (1 without a reference time).
+  double normalization(const ModelSample& model) const;
+  /// Scales every later prediction to the machine's state now, given the reference's time now (Reference::time_ms);
+  /// 0 undoes it. Predictions are for the usual state otherwise. Not while another thread predicts.
+  void calibrate(double reference_ms_now);
+  double calibration() const { return calibration_; }
   /// Kernel types that have a regressor, with their sample counts.
   std::map<std::string, size_t> regressor_types() const;
 
@@ -156,10 +188,15 @@ class Model {
   };
   Target target_;
   std::vector<KernelSample> samples_;
+  std::vector<size_t> sample_model_;  // the model each sample ran in
   std::vector<ModelSample> models_;
+  std::vector<double> model_work_;    // KernelList::total_work of each model
   std::unordered_map<std::string, Entry> table_;
   std::map<std::string, std::unique_ptr<Regressor>> regressors_;  // by Kernel::op, plus "*" over every kernel
+  void rebuild_entries();
   double overhead_ms_ = 0, scale_ = 1;
+  std::string reference_architecture_;
+  double reference_ms_ = 0, calibration_ = 1;
   bool fitted_ = false;
   mutable std::mutex memo_mutex_;
   mutable std::unordered_map<std::string, std::pair<double, Source>> memo_;  // regressor answers by entry key
@@ -182,6 +219,7 @@ struct MeasureOptions {
   int kernel_runs = 3;  ///< run_timed() calls per round
   int model_runs = 8;   ///< timed run() calls per round
   uint64_t seed = 0;
+  Reference* reference = nullptr;  ///< timed before and after the model when given (ModelSample::reference_ms)
 };
 /// Measures a compiled executable: its end-to-end p50 and each kernel's median.
 std::pair<ModelSample, std::vector<KernelSample>> measure(Executable& exe, const std::vector<int64_t>& input_shape,
@@ -224,6 +262,8 @@ struct ValidationRow {
   std::string name;
   double measured_ms = 0, repeat_ms = 0;  ///< p50, median over rounds; two measurements in alternating rounds
   double predicted_ms = 0;                ///< the latency model
+  double reference_ms = 0;                ///< the reference model in the same rounds as `measured_ms`
+  double calibrated_ms = 0;               ///< the prediction calibrated by that reference time
   double macs_ms = 0;                     ///< MACs-proportional baseline
   double op_sum_ms = 0;                   ///< per-node sum without kernel detection
   double macs = 0;
@@ -241,6 +281,7 @@ struct ValidationReport {
   Target target;
   std::vector<ValidationRow> rows;
   Accuracy model, macs, op_sum, noise;  ///< noise: the repeat measurement against the first
+  Accuracy calibrated;                  ///< the model calibrated by the reference timed in the same rounds
   double predict_per_second = 0;        ///< architectures per second from their kernel lists (answers remembered)
   double predict_cold_per_second = 0;   ///< the first pass, every regressor answer computed
   double detect_ms = 0;                 ///< mean compile-and-list time per architecture
