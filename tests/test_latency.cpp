@@ -230,7 +230,7 @@ TEST_CASE("reference times take the machine's slow spells out of the table, and 
   CHECK(model.reference_ms() == Approx(0.5));
   CHECK(model.normalization(model.models()[1]) == Approx(1.0 / 3));
   REQUIRE(model.lookup(k));
-  CHECK(*model.lookup(k) == Approx(1.0));  // every sample brought to the usual state, the spell's too
+  CHECK(*model.lookup(k) == Approx(1.0));  // every sample brought to the unloaded state, the spell's too
   const double usual = model.predict({{k}}).total_ms;
   CHECK(usual == Approx(1.2).epsilon(1e-6));
   model.calibrate(1.0);  // the reference runs 2x slower now

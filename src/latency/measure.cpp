@@ -68,15 +68,10 @@ Reference Reference::compile_for(const Target& target, const std::string& archit
 double Reference::time_ms(int runs) {
   // Untimed runs first: right after another model the reference's weights are out of cache, and its first run
   // would measure that model's footprint rather than the machine.
-  for (int i = 0; i < 2; ++i) executable->run(inputs);
-  std::vector<double> ms;
-  for (int i = 0; i < runs; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    executable->run(inputs);
-    executable->synchronize();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return detail::median(ms);
+  ProfileOptions o;
+  o.warmup = 2;
+  o.min_runs = o.max_runs = runs;
+  return time_executable(*executable, inputs, o).p50_ms;
 }
 
 KernelList kernels_of(const Executable& exe) {

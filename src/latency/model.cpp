@@ -25,6 +25,7 @@ constexpr const char* kFormat = "tailor-latency-table";
 constexpr int kVersion = 1;
 
 using detail::median;
+using detail::quantile;
 
 // The work a kernel does, the unit its regressor predicts time per.
 double work(const Kernel& k) { return k.macs + k.bytes / 4 + 1; }
@@ -118,6 +119,15 @@ Target target_from_json(const json& j, const std::string& where) {
 }  // namespace
 
 namespace detail {
+double quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double at = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(at);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (at - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -244,7 +254,7 @@ void Model::add(const ModelSample& model, const std::vector<KernelSample>& kerne
   const size_t index = models_.size();
   models_.push_back(model);
   model_work_.push_back(total_work(kernels));
-  // The first reference time is the usual state until fit() takes the median of all of them.
+  // The first reference time stands for the unloaded machine until fit() looks at all of them.
   if (reference_ms_ <= 0 && model.reference_ms > 0) reference_ms_ = model.reference_ms;
   const double factor = normalization(model);
   for (const auto& s : kernels) {
@@ -283,11 +293,13 @@ std::map<std::string, size_t> Model::regressor_types() const {
 void Model::fit() {
   TAILOR_CHECK(!samples_.empty(), "latency model for ", target_.str(), ": no measured kernels to fit");
   const size_t cols = feature_names().size();
-  // The usual state of the machine: the median reference time over the table's models.
+  // The machine's unloaded state: a low quantile of the reference times over the table's models. Contention only
+  // slows a machine down, and on a shared one it can last minutes, so the median drifts with the build's
+  // moment (measured: median 0.432 ms over one build, 0.383-0.394 ms in the quiet minutes after it).
   std::vector<double> references;
   for (const auto& m : models_)
     if (m.reference_ms > 0) references.push_back(m.reference_ms);
-  reference_ms_ = median(references);
+  reference_ms_ = quantile(references, 0.1);
   rebuild_entries();
   std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> data;
   for (size_t i = 0; i < samples_.size(); ++i) {
@@ -396,7 +408,7 @@ std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists
   std::vector<Prediction> out(lists.size());
   for (size_t l = 0; l < lists.size(); ++l) {
     Prediction& p = out[l];
-    // Calibration scales the whole prediction to the machine's state of the moment (1: its usual state).
+    // Calibration scales the whole prediction to the machine's state of the moment (1: unloaded).
     p.scale = scale_ * calibration_;
     p.overhead_ms = overhead_ms_ * calibration_;
     if (breakdown) p.kernels.resize(lists[l].kernels.size());
