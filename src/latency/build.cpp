@@ -46,8 +46,9 @@ void build(Model& model, const BuildOptions& o) {
     std::vector<std::string> parents;
     if (model.fitted()) {
       std::vector<std::pair<double, std::string>> errors;
-      for (const auto& m : model.models()) {
-        const double p50 = m.p50_ms * model.normalization(m);
+      for (size_t i = 0; i < model.models().size(); ++i) {
+        const ModelSample& m = model.models()[i];
+        const double p50 = m.p50_ms * model.normalization(i);
         if (m.predicted_ms > 0) errors.push_back({std::abs(m.predicted_ms - p50) / p50, m.name});
       }
       std::sort(errors.rbegin(), errors.rend());
@@ -134,9 +135,9 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
   for (const auto& m : model.models()) seen.insert(m.name);
   // MACs-proportional baseline, fitted on the table's own models.
   std::vector<double> macs, p50;
-  for (const auto& m : model.models()) {
-    macs.push_back(m.macs);
-    p50.push_back(m.p50_ms * model.normalization(m));
+  for (size_t i = 0; i < model.models().size(); ++i) {
+    macs.push_back(model.models()[i].macs);
+    p50.push_back(model.models()[i].p50_ms * model.normalization(i));
   }
   const detail::Line macs_line = detail::fit_line(macs, p50);
   // The table's reference, timed in every round next to the models: the calibrated prediction scales to it.

@@ -16,7 +16,5 @@ struct Line {
 Line fit_line(const std::vector<double>& x, const std::vector<double>& y);
 
 double median(std::vector<double> v);
-/// Linear interpolation between order statistics; 0 for no values.
-double quantile(std::vector<double> v, double q);
 
 }  // namespace tailor::latency::detail

@@ -25,7 +25,6 @@ constexpr const char* kFormat = "tailor-latency-table";
 constexpr int kVersion = 1;
 
 using detail::median;
-using detail::quantile;
 
 // The work a kernel does, the unit its regressor predicts time per.
 double work(const Kernel& k) { return k.macs + k.bytes / 4 + 1; }
@@ -119,15 +118,6 @@ Target target_from_json(const json& j, const std::string& where) {
 }  // namespace
 
 namespace detail {
-double quantile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double at = q * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(at);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (at - static_cast<double>(lo)) * (v[hi] - v[lo]);
-}
-
 double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -241,8 +231,14 @@ double KernelList::total_work() const {
   return w;
 }
 
-double Model::normalization(const ModelSample& model) const {
-  return reference_ms_ > 0 && model.reference_ms > 0 ? reference_ms_ / model.reference_ms : 1.0;
+double Model::normalization(size_t model) const {
+  if (reference_ms_ <= 0 || model >= models_.size()) return 1.0;
+  // The median over the model and its two neighbours on each side: a spell lasts several models, a single
+  // timing's noise does not, so this keeps the spells and damps the reference's own jitter.
+  std::vector<double> near;
+  for (size_t i = model >= 2 ? model - 2 : 0; i <= model + 2 && i < models_.size(); ++i)
+    if (models_[i].reference_ms > 0) near.push_back(models_[i].reference_ms);
+  return models_[model].reference_ms > 0 ? reference_ms_ / median(near) : 1.0;
 }
 
 void Model::calibrate(double reference_ms_now) {
@@ -254,9 +250,7 @@ void Model::add(const ModelSample& model, const std::vector<KernelSample>& kerne
   const size_t index = models_.size();
   models_.push_back(model);
   model_work_.push_back(total_work(kernels));
-  // The first reference time stands for the unloaded machine until fit() looks at all of them.
-  if (reference_ms_ <= 0 && model.reference_ms > 0) reference_ms_ = model.reference_ms;
-  const double factor = normalization(model);
+  const double factor = normalization(index);
   for (const auto& s : kernels) {
     samples_.push_back(s);
     sample_model_.push_back(index);
@@ -273,7 +267,7 @@ void Model::rebuild_entries() {
     const size_t m = sample_model_[i];
     Entry& e = table_[entry_key(samples_[i].kernel, model_work_[m])];
     if (e.ms.empty()) e.kernel = samples_[i].kernel;
-    e.ms.push_back(samples_[i].ms * normalization(models_[m]));
+    e.ms.push_back(samples_[i].ms * normalization(m));
   }
   for (auto& [key, e] : table_) e.median = median(e.ms);
 }
@@ -293,20 +287,18 @@ std::map<std::string, size_t> Model::regressor_types() const {
 void Model::fit() {
   TAILOR_CHECK(!samples_.empty(), "latency model for ", target_.str(), ": no measured kernels to fit");
   const size_t cols = feature_names().size();
-  // The machine's unloaded state: a low quantile of the reference times over the table's models. Contention only
-  // slows a machine down, and on a shared one it can last minutes, so the median drifts with the build's
-  // moment (measured: median 0.432 ms over one build, 0.383-0.394 ms in the quiet minutes after it).
+  // The machine's usual state: the median reference time over the table's models.
   std::vector<double> references;
   for (const auto& m : models_)
     if (m.reference_ms > 0) references.push_back(m.reference_ms);
-  reference_ms_ = quantile(references, 0.1);
+  reference_ms_ = median(references);
   rebuild_entries();
   std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> data;
   for (size_t i = 0; i < samples_.size(); ++i) {
     const KernelSample& s = samples_[i];
     const size_t m = sample_model_[i];
     const std::vector<float> f = features(s.kernel, s.working_set_bytes, model_work_[m]);
-    const double ms = s.ms * normalization(models_[m]);
+    const double ms = s.ms * normalization(m);
     const float y = static_cast<float>(std::log(std::max(ms, 1e-6) / work(s.kernel)));
     for (const std::string& op : {s.kernel.op, std::string("*")}) {
       auto& [x, ys] = data[op];
@@ -320,9 +312,10 @@ void Model::fit() {
   for (auto& [op, d] : data) regressors_[op] = Regressor::train(d.first, cols, d.second, seed++);
   // total = scale x kernel sum + overhead, fitted to the end-to-end measurements.
   std::vector<double> sums, totals, gaps;
-  for (const auto& m : models_) {
+  for (size_t i = 0; i < models_.size(); ++i) {
+    const ModelSample& m = models_[i];
     if (m.p50_ms <= 0 || m.kernel_sum_ms <= 0) continue;
-    const double factor = normalization(m);
+    const double factor = normalization(i);
     sums.push_back(m.kernel_sum_ms * factor);
     totals.push_back(m.p50_ms * factor);
     gaps.push_back((m.p50_ms - m.kernel_sum_ms) * factor);
@@ -408,7 +401,7 @@ std::vector<Prediction> Model::predict_many(const std::vector<KernelList>& lists
   std::vector<Prediction> out(lists.size());
   for (size_t l = 0; l < lists.size(); ++l) {
     Prediction& p = out[l];
-    // Calibration scales the whole prediction to the machine's state of the moment (1: unloaded).
+    // Calibration scales the whole prediction to the machine's state of the moment (1: its usual state).
     p.scale = scale_ * calibration_;
     p.overhead_ms = overhead_ms_ * calibration_;
     if (breakdown) p.kernels.resize(lists[l].kernels.size());
@@ -550,6 +543,7 @@ Model Model::from_json(const std::string& text, const std::string& file) {
       at += static_cast<size_t>(s.kernels);
       m.add(s, mine);
     }
+    m.rebuild_entries();  // each model's normalization looks at the models after it too
     if (j.contains("fit")) {
       field = "fit";
       const json& f = j.at("fit");

@@ -77,8 +77,8 @@ struct ModelSample {
 };
 
 /// A fixed model timed next to every measured model: its time says how fast the machine is at that moment. A
-/// shared or throttled machine has slow spells of seconds to minutes; a table that divides them out describes
-/// the machine unloaded, and a prediction can be calibrated to the state of the moment by timing the reference.
+/// shared or throttled machine has slow spells of seconds; a table that divides them out describes the machine
+/// in its usual state, and a prediction can be calibrated to the state of the moment by timing the reference.
 struct Reference {
   static constexpr const char* kArchitecture =
       "mobilenet@64:16:1x16k3,2x24k3e6s2,2x32k5e6s2,2x64k3e6s2,1x96k3e6,1x160k5e6s2,1x320k3e6:640";
@@ -88,7 +88,7 @@ struct Reference {
   /// The architecture compiled for the target (prepared for its dtype) and warmed up.
   static Reference compile_for(const Target& target, const std::string& architecture = kArchitecture);
   /// p50 of `runs` timed runs after two untimed ones.
-  double time_ms(int runs = 5);
+  double time_ms(int runs = 11);
 };
 
 /// How a kernel's time was obtained.
@@ -157,15 +157,16 @@ class Model {
   double overhead_ms() const { return overhead_ms_; }
   double scale() const { return scale_; }
 
-  /// The reference model of this table and its time in the machine's unloaded state (the 10th percentile over the
-  /// table's models), which every measurement is normalized to (0 when measured without a reference).
+  /// The reference model of this table and its median time over the table's models: the machine's usual state,
+  /// which every measurement is normalized to (0 when the table was measured without a reference).
   const std::string& reference_architecture() const { return reference_architecture_; }
   double reference_ms() const { return reference_ms_; }
   void set_reference_architecture(const std::string& architecture) { reference_architecture_ = architecture; }
-  /// The factor that brings a model's measurements to the unloaded machine (1 without a reference time).
-  double normalization(const ModelSample& model) const;
+  /// The factor that brings the measurements of models()[model] to the machine's usual state (1 without a
+  /// reference time).
+  double normalization(size_t model) const;
   /// Scales every later prediction to the machine's state now, given the reference's time now (Reference::time_ms);
-  /// 0 undoes it. Predictions are for the unloaded machine otherwise. Not while another thread predicts.
+  /// 0 undoes it. Predictions are for the usual state otherwise. Not while another thread predicts.
   void calibrate(double reference_ms_now);
   double calibration() const { return calibration_; }
   /// Kernel types that have a regressor, with their sample counts.
