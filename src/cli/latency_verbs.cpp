@@ -139,7 +139,8 @@ int predict_cmd(const PredictArgs& a) {
   auto [table, here] = table_here(a.table);
   if (a.calibrate) {
     TAILOR_CHECK(table.reference_ms() > 0, "latency predict --calibrate: table '", a.table,
-                 "' was measured without a reference model (rebuild it with this tailor)");
+                 "' holds no usable reference time (measured without one, or its times spread too widely on this "
+                 "target to tell the machine's state)");
     table.calibrate(latency::Reference::compile_for(here, table.reference_architecture()).time_ms(21));
   }
   const std::vector<int64_t> shape = a.input.empty() ? default_shape(a.model) : parse_shape(a.input);

@@ -158,7 +158,8 @@ class Model {
   double scale() const { return scale_; }
 
   /// The reference model of this table and its median time over the table's models: the machine's usual state,
-  /// which every measurement is normalized to (0 when the table was measured without a reference).
+  /// which every measurement is normalized to (0 when the table was measured without a reference, or when the
+  /// reference's times spread too widely on this target to tell the machine's state).
   const std::string& reference_architecture() const { return reference_architecture_; }
   double reference_ms() const { return reference_ms_; }
   void set_reference_architecture(const std::string& architecture) { reference_architecture_ = architecture; }
