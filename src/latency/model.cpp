@@ -43,9 +43,11 @@ std::string context_suffix(double model_work) {
 }
 std::string entry_key(const Kernel& k, double model_work) { return k.key() + context_suffix(model_work); }
 
-double total_work(const std::vector<KernelSample>& samples) {
+// The summed work of a model's kernels, from a kernel listing or from its measured samples alike.
+template <class Items, class KernelOf>
+double summed_work(const Items& items, KernelOf kernel_of) {
   double w = 0;
-  for (const auto& s : samples) w += work(s.kernel);
+  for (const auto& item : items) w += work(kernel_of(item));
   return w;
 }
 
@@ -229,9 +231,7 @@ void Model::clear_memo() const {
 Model::~Model() = default;
 
 double KernelList::total_work() const {
-  double w = 0;
-  for (const Kernel& k : kernels) w += work(k);
-  return w;
+  return summed_work(kernels, [](const Kernel& k) -> const Kernel& { return k; });
 }
 
 double Model::normalization(size_t model) const {
@@ -252,25 +252,35 @@ void Model::add(const ModelSample& model, const std::vector<KernelSample>& kerne
   clear_memo();  // remembered answers may rest on table entries this changes
   const size_t index = models_.size();
   models_.push_back(model);
-  model_work_.push_back(total_work(kernels));
+  model_work_.push_back(summed_work(kernels, [](const KernelSample& k) -> const Kernel& { return k.kernel; }));
+  // Until the next fit, the new model's entries use its neighbourhood as far as it has been measured.
   const double factor = normalization(index);
   for (const auto& s : kernels) {
     samples_.push_back(s);
     sample_model_.push_back(index);
-    Entry& e = table_[entry_key(s.kernel, model_work_.back())];
-    if (e.ms.empty()) e.kernel = s.kernel;
-    e.ms.push_back(s.ms * factor);
+    Entry& e = add_entry(s, model_work_.back(), factor);
     e.median = median(e.ms);
   }
 }
 
-void Model::rebuild_entries() {
+Model::Entry& Model::add_entry(const KernelSample& sample, double model_work, double factor) {
+  Entry& e = table_[entry_key(sample.kernel, model_work)];
+  if (e.ms.empty()) e.kernel = sample.kernel;
+  e.ms.push_back(sample.ms * factor);
+  return e;
+}
+
+std::vector<double> Model::normalizations() const {
+  std::vector<double> factors(models_.size());
+  for (size_t m = 0; m < models_.size(); ++m) factors[m] = normalization(m);
+  return factors;
+}
+
+void Model::rebuild_entries(const std::vector<double>& factors) {
   table_.clear();
   for (size_t i = 0; i < samples_.size(); ++i) {
     const size_t m = sample_model_[i];
-    Entry& e = table_[entry_key(samples_[i].kernel, model_work_[m])];
-    if (e.ms.empty()) e.kernel = samples_[i].kernel;
-    e.ms.push_back(samples_[i].ms * normalization(m));
+    add_entry(samples_[i], model_work_[m], factors[m]);
   }
   for (auto& [key, e] : table_) e.median = median(e.ms);
 }
@@ -301,13 +311,14 @@ void Model::fit() {
   const size_t n = references.size();
   const bool steady = n >= 5 && references[9 * n / 10] <= kReferenceSpread * references[n / 10];
   reference_ms_ = steady ? median(references) : 0;
-  rebuild_entries();
+  const std::vector<double> factors = normalizations();
+  rebuild_entries(factors);
   std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> data;
   for (size_t i = 0; i < samples_.size(); ++i) {
     const KernelSample& s = samples_[i];
     const size_t m = sample_model_[i];
     const std::vector<float> f = features(s.kernel, s.working_set_bytes, model_work_[m]);
-    const double ms = s.ms * normalization(m);
+    const double ms = s.ms * factors[m];
     const float y = static_cast<float>(std::log(std::max(ms, 1e-6) / work(s.kernel)));
     for (const std::string& op : {s.kernel.op, std::string("*")}) {
       auto& [x, ys] = data[op];
@@ -324,7 +335,7 @@ void Model::fit() {
   for (size_t i = 0; i < models_.size(); ++i) {
     const ModelSample& m = models_[i];
     if (m.p50_ms <= 0 || m.kernel_sum_ms <= 0) continue;
-    const double factor = normalization(i);
+    const double factor = factors[i];
     sums.push_back(m.kernel_sum_ms * factor);
     totals.push_back(m.p50_ms * factor);
     gaps.push_back((m.p50_ms - m.kernel_sum_ms) * factor);
@@ -552,7 +563,7 @@ Model Model::from_json(const std::string& text, const std::string& file) {
       at += static_cast<size_t>(s.kernels);
       m.add(s, mine);
     }
-    m.rebuild_entries();  // each model's normalization looks at the models after it too
+    m.rebuild_entries(m.normalizations());  // each model's normalization looks at the models after it too
     if (j.contains("fit")) {
       field = "fit";
       const json& f = j.at("fit");

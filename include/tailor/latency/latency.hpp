@@ -195,7 +195,9 @@ class Model {
   std::vector<double> model_work_;    // KernelList::total_work of each model
   std::unordered_map<std::string, Entry> table_;
   std::map<std::string, std::unique_ptr<Regressor>> regressors_;  // by Kernel::op, plus "*" over every kernel
-  void rebuild_entries();
+  Entry& add_entry(const KernelSample& sample, double model_work, double factor);
+  std::vector<double> normalizations() const;  // normalization() of every model
+  void rebuild_entries(const std::vector<double>& factors);
   double overhead_ms_ = 0, scale_ = 1;
   std::string reference_architecture_;
   double reference_ms_ = 0, calibration_ = 1;
