@@ -250,8 +250,46 @@ TEST_CASE("split parts of torchvision models compose to the whole model, in tail
       CHECK(j["format"] == "tailor-plan");
       CHECK(j["parts"]["cut"].size() == received.size());
       CHECK(j["parts"]["composition_max_rel_diff"].get<double>() < 1e-5);
+      // Read back as the edge runtime and the fleet simulation read it: each part compiled for its device.
+      const PlanFolder back = PlanFolder::read(dir);
+      CHECK(back.input_shapes == std::vector<std::vector<int64_t>>{{1, 3, 224, 224}});
+      CHECK(back.edge.backend == plan.edge.backend);
+      CHECK(back.cloud.threads == plan.cloud.threads);
+      auto edge_exe = back.compile("edge");
+      auto cloud_exe = back.compile("cloud");
+      const auto sent_by_exe = edge_exe->run({x});
+      std::vector<c10::IValue> to_cloud;
+      if (sent_by_exe.isTuple())
+        for (const auto& t : sent_by_exe.toTupleRef().elements()) to_cloud.push_back(t);
+      else
+        to_cloud.push_back(sent_by_exe);
+      CHECK(tailor::test::max_rel(first(cloud_exe->run(to_cloud)), whole) < 1e-4);
     }
   }
+}
+
+TEST_CASE("a plan folder that is missing, not a plan, or without its parts is refused naming the file", "[place]") {
+  const std::string dir = tmp_dir("plan-folder");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }),
+             Catch::Contains("cannot read the plan '" + dir + "/plan.json'") && Catch::Contains("tailor place"));
+  auto write = [&](const std::string& text) { std::ofstream(dir + "/plan.json") << text; };
+  write("{\"format\": \"onnx\"}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("is not a tailor plan"));
+  write("{\"format\": \"tailor-plan\", \"parts\": {}, \"chosen\": {}, \"link\": {}, \"edge\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("has no 'cloud'"));
+  write("{\"format\": \"tailor-plan\", \"parts\": {\"edge\": \"edge.pt\", \"input_shapes\": [[1, 3]]}, "
+        "\"chosen\": {}, \"link\": {}, \"edge\": {\"threads\": 2}, \"cloud\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }),
+             Catch::Contains("names the edge part 'edge.pt', which is not in the folder"));
+  write("{\"format\": \"tailor-plan\", \"parts\": {\"input_shapes\": [[1, 3]]}, \"chosen\": {}, \"link\": {}, "
+        "\"edge\": {\"threads\": 0}, \"cloud\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("threads"));
+  write("{\"format\": \"tailor-plan\", \"parts\": {\"input_shapes\": [[1, 3]]}, \"chosen\": {}, \"link\": {}, "
+        "\"edge\": {}, \"cloud\": {}}");
+  const PlanFolder empty = PlanFolder::read(dir);
+  CHECK(empty.edge_part.empty());
+  CHECK_THAT(error_of([&] { empty.compile("cloud"); }), Catch::Contains("has no cloud part"));
+  CHECK_THAT(error_of([&] { empty.compile("middle"); }), Catch::Contains("'edge' and 'cloud', not 'middle'"));
 }
 
 TEST_CASE("chain cuts of a chain are its min-cuts, and the planner picks the cloud over a fast link", "[place]") {

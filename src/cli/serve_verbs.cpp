@@ -25,19 +25,6 @@ nlohmann::json stats_json(const LatencyStats& s) {
   return {{"p50", s.p50_ms}, {"p90", s.p90_ms}, {"p99", s.p99_ms}, {"mean", s.mean_ms}, {"max", s.max_ms}};
 }
 
-nlohmann::json read_plan_json(const std::string& folder) {
-  const auto path = (std::filesystem::path(folder) / "plan.json").string();
-  std::ifstream in(path);
-  TAILOR_CHECK(in.good(), "cannot read '", path, "' (write a plan with tailor place ... -o ", folder, ")");
-  try {
-    auto j = nlohmann::json::parse(in);
-    TAILOR_CHECK(j.value("format", "") == "tailor-plan", "'", path, "' is not a tailor plan");
-    return j;
-  } catch (const nlohmann::json::exception& e) {
-    TAILOR_FAIL("plan '", path, "': ", e.what());
-  }
-}
-
 // ---- simulate
 
 struct SimulateArgs {
@@ -51,17 +38,10 @@ struct SimulateArgs {
 };
 
 // A part's service time measured on its device (the Profiler's timing loop), for --measure.
-LatencyStats measure_part(const std::string& file, const nlohmann::json& device,
-                          const std::vector<std::vector<int64_t>>& shapes) {
-  GraphModule module = tailor::load(file);
-  CompileOptions co;
-  co.threads = static_cast<int>(tailor::detail::json_whole_or(device, "threads", 1, "plan's device", 1, 4096));
-  std::vector<std::vector<int64_t>> in;
-  for (int v : module->graph().inputs()) in.push_back(module->graph().value(v).shape);
-  co.input_shapes = shapes.empty() ? in : shapes;
-  auto exe = compile(device.value("backend", "onednn-cpu"), *module, co);
+LatencyStats measure_part(const place::PlanFolder& plan, const std::string& part) {
+  auto exe = plan.compile(part);
   std::vector<c10::IValue> inputs;
-  for (const auto& s : co.input_shapes) inputs.emplace_back(torch::randn(s));
+  for (const auto& s : exe->options().input_shapes) inputs.emplace_back(torch::randn(s));
   ProfileOptions po;
   po.min_runs = 200;
   po.max_runs = 400;
@@ -71,25 +51,43 @@ LatencyStats measure_part(const std::string& file, const nlohmann::json& device,
 }
 
 int simulate_cmd(const SimulateArgs& a) {
-  const auto path = (std::filesystem::path(a.plan) / "plan.json").string();
-  const auto plan = read_plan_json(a.plan);
+  const place::PlanFolder plan = place::PlanFolder::read(a.plan);
+  const std::string& path = plan.path;
   const auto arrivals = place::Arrivals::parse(a.arrivals);
   // Spread of each site's service time: measured on the plan's own parts, or none (the predicted time each request).
   std::optional<place::ServiceTime> edge_spread, cloud_spread;
   std::string source = "predicted per-node times, no spread";
   if (a.measure) {
-    const auto& parts = plan.at("parts");
-    const auto shapes = tailor::detail::json_shapes(parts.at("input_shapes"), "plan '" + a.plan + "': 'parts.input_shapes'");
-    const auto folder = std::filesystem::path(a.plan);
-    if (!parts.value("edge", "").empty())
-      edge_spread = place::ServiceTime::from_stats(measure_part((folder / parts.value("edge", "")).string(),
-                                                                plan.at("edge"), shapes));
-    if (!parts.value("cloud", "").empty())
-      cloud_spread = place::ServiceTime::from_stats(measure_part((folder / parts.value("cloud", "")).string(),
-                                                                 plan.at("cloud"), {}));
-    source = "spread measured on the plan's parts";
+    // oneDNN takes one ISA cap per process: a part whose device has a cap is measured first, and a part this
+    // process can no longer run as its device would keeps its predicted times.
+    std::vector<std::string> order;
+    for (const std::string part : {"edge", "cloud"})
+      if (!(part == "edge" ? plan.edge_part : plan.cloud_part).empty()) order.push_back(part);
+    std::stable_sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
+      return !(x == "edge" ? plan.edge : plan.cloud).isa.empty() && (y == "edge" ? plan.edge : plan.cloud).isa.empty();
+    });
+    const auto cpu = cpu_isas();
+    std::vector<std::string> kept;
+    for (const std::string& part : order) {
+      const place::Device& device = part == "edge" ? plan.edge : plan.cloud;
+      if (device.isa.empty() && !cpu.empty() && effective_isa() != cpu.back()) {
+        kept.push_back(fmt::format("{} part: its device runs this CPU's best ISA ({}), this process is capped at {}",
+                                   part, cpu.back(), effective_isa()));
+        continue;
+      }
+      try {
+        auto spread = place::ServiceTime::from_stats(measure_part(plan, part));
+        (part == "edge" ? edge_spread : cloud_spread) = spread;
+      } catch (const Error& e) {
+        kept.push_back(fmt::format("{} part: {}", part, e.message()));
+      }
+    }
+    source = kept.empty() ? "spread measured on the plan's parts"
+                          : "spread measured where this process can run the part as its device would";
+    for (const auto& why : kept)
+      std::cerr << "tailor simulate --measure: predicted times kept for the " << why << "\n";
   }
-  auto setup = place::fleet_setup(plan.dump(), path, a.all, edge_spread, cloud_spread);
+  auto setup = place::fleet_setup(plan.json, path, a.all, edge_spread, cloud_spread);
   auto& objective = setup.objective;
   if (!a.percentile.empty()) objective.percentile = a.percentile;
   TAILOR_CHECK(objective.percentile == "p50" || objective.percentile == "p90", "--percentile must be p50 or p90");

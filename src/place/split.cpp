@@ -2,12 +2,16 @@
 // would, and writing a plan's files.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "../core/json_number.hpp"
 #include "../ir/attr_ivalue.hpp"
+#include "tailor/capture/capture.hpp"
 #include "tailor/export/export.hpp"
 #include "tailor/ir/ops.hpp"
 #include "tailor/place/place.hpp"
@@ -254,6 +258,69 @@ void export_plan(const Plan& plan, const GraphModuleImpl& module, const std::str
   // A plan of another shape may have left a part this one does not have.
   for (const char* stale : {"edge.pt", "cloud.pt"})
     if (!files.count(stale)) fs::remove(fs::path(folder) / stale, ec);
+}
+
+PlanFolder PlanFolder::read(const std::string& folder) {
+  namespace fs = std::filesystem;
+  PlanFolder p;
+  p.folder = folder;
+  p.path = (fs::path(folder) / "plan.json").string();
+  std::ifstream in(p.path);
+  TAILOR_CHECK(in.good(), "cannot read the plan '", p.path, "' (write one with tailor place -o ", folder, ")");
+  std::stringstream text;
+  text << in.rdbuf();
+  p.json = text.str();
+  std::string key;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(p.json);
+    TAILOR_CHECK(j.value("format", "") == "tailor-plan", "'", p.path, "' is not a tailor plan (format '",
+                 j.value("format", ""), "')");
+    for (const char* k : {"parts", "chosen", "link", "edge", "cloud"})
+      TAILOR_CHECK(j.contains(k), "plan '", p.path, "' has no '", k, "'");
+    auto device = [&](const char* site) {
+      key = site;
+      const nlohmann::json& d = j.at(site);
+      Device dev;
+      dev.name = d.value("name", site);
+      dev.backend = d.value("backend", dev.backend);
+      dev.threads = static_cast<int>(detail::json_whole_or(d, "threads", 1, "plan's " + key + " device", 1, 4096));
+      dev.isa = d.value("isa", "");
+      dev.slowdown = d.value("slowdown", 1.0);
+      return dev;
+    };
+    p.edge = device("edge");
+    p.cloud = device("cloud");
+    key = "parts";
+    const nlohmann::json& parts = j.at("parts");
+    p.input_shapes = detail::json_shapes(parts.at("input_shapes"), "plan '" + p.path + "': 'parts.input_shapes'");
+    for (auto [site, file] : {std::pair{"edge", &p.edge_part}, std::pair{"cloud", &p.cloud_part}}) {
+      const std::string name = parts.value(site, "");
+      if (name.empty()) continue;
+      *file = (fs::path(folder) / name).string();
+      TAILOR_CHECK(fs::exists(*file), "plan '", p.path, "' names the ", site, " part '", name,
+                   "', which is not in the folder");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    TAILOR_FAIL("plan '", p.path, "'", key.empty() ? "" : ", '" + key + "'", ": ", e.what());
+  }
+  return p;
+}
+
+std::unique_ptr<Executable> PlanFolder::compile(const std::string& part) const {
+  TAILOR_CHECK(part == "edge" || part == "cloud", "a plan's parts are 'edge' and 'cloud', not '", part, "'");
+  const std::string& file = part == "edge" ? edge_part : cloud_part;
+  TAILOR_CHECK(!file.empty(), "plan '", path, "' has no ", part, " part");
+  const Device& device = part == "edge" ? edge : cloud;
+  GraphModule module = tailor::load(file);
+  CompileOptions co;
+  co.threads = device.threads;
+  co.isa = device.isa;
+  if (part == "edge") {
+    co.input_shapes = input_shapes;
+  } else {
+    for (int v : module->graph().inputs()) co.input_shapes.push_back(module->graph().value(v).shape);
+  }
+  return tailor::compile(device.backend, *module, co);
 }
 
 }  // namespace tailor::place

@@ -240,25 +240,6 @@ std::string Client::statistics_json(const std::string& model) {
 
 // --- the edge runtime
 
-namespace {
-
-nlohmann::json read_plan(const std::string& path) {
-  std::ifstream in(path);
-  TAILOR_CHECK(in.good(), "cannot read the plan '", path, "' (write one with tailor place -o FOLDER)");
-  try {
-    nlohmann::json j = nlohmann::json::parse(in);
-    TAILOR_CHECK(j.value("format", "") == "tailor-plan", "'", path, "' is not a tailor plan (format '",
-                 j.value("format", ""), "')");
-    for (const char* key : {"parts", "chosen", "link", "edge"})
-      TAILOR_CHECK(j.contains(key), "plan '", path, "' has no '", key, "'");
-    return j;
-  } catch (const nlohmann::json::exception& e) {
-    TAILOR_FAIL("plan '", path, "': ", e.what());
-  }
-}
-
-}  // namespace
-
 struct EdgeRuntime::Impl {
   RunPlanOptions options;
   std::vector<std::vector<int64_t>> input_shapes;
@@ -296,37 +277,27 @@ struct EdgeRuntime::Impl {
 };
 
 EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : impl_(std::make_unique<Impl>()) {
-  namespace fs = std::filesystem;
-  const std::string path = (fs::path(folder) / "plan.json").string();
-  const nlohmann::json plan = read_plan(path);
+  const place::PlanFolder folder_read = place::PlanFolder::read(folder);
+  const std::string& path = folder_read.path;
+  const nlohmann::json plan = nlohmann::json::parse(folder_read.json);
   auto& r = *impl_;
   r.options = options;
   try {
     const auto& parts = plan.at("parts");
-    r.input_shapes = tailor::detail::json_shapes(parts.at("input_shapes"), "plan '" + path + "': 'parts.input_shapes'");
+    r.input_shapes = folder_read.input_shapes;
     r.cut = parts.at("cut").get<std::vector<std::string>>();
     r.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
     r.outputs = parts.at("outputs").get<std::vector<std::string>>();
     r.cloud_outputs = parts.at("cloud_outputs").get<std::vector<std::string>>();
     r.codec = place::codec_from_string(parts.value("codec", "none"));
-    r.has_cloud = !parts.value("cloud", "").empty();
+    r.has_cloud = !folder_read.cloud_part.empty();
     r.link = place::Link::parse(plan.at("link").dump(), path);  // JSON is YAML, with the link file's keys
     r.predicted_ms = plan.at("chosen").at("placement").at("predicted").at("total_ms").get<double>();
     if (options.exits)
       for (const auto& e : plan.at("chosen").value("exits", nlohmann::json::array()))
         r.exits.push_back({e.at("output").get<std::string>(), e.at("threshold").get<double>()});
     if (options.link) r.link = *options.link;
-    const std::string edge_file = parts.value("edge", "");
-    if (!edge_file.empty()) {
-      const auto& device = plan.at("edge");
-      const std::string isa = device.value("isa", "");
-      if (!isa.empty()) set_isa_cap(isa);
-      GraphModule module = tailor::load((fs::path(folder) / edge_file).string());
-      CompileOptions co;
-      co.input_shapes = r.input_shapes;
-      co.threads = static_cast<int>(tailor::detail::json_whole_or(device, "threads", 1, "plan's edge device", 1, 4096));
-      r.edge = tailor::compile(device.value("backend", "onednn-cpu"), *module, co);
-    }
+    if (!folder_read.edge_part.empty()) r.edge = folder_read.compile("edge");
   } catch (const nlohmann::json::exception& e) {
     TAILOR_FAIL("plan '", path, "': ", e.what());
   }

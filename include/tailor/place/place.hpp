@@ -11,6 +11,7 @@
 
 #include "tailor/ir/graph_module.hpp"
 #include "tailor/profile/profiler.hpp"
+#include "tailor/runtime/backend.hpp"
 #include "tailor/variant/card.hpp"
 
 namespace tailor::place {
@@ -252,5 +253,22 @@ c10::IValue run_split(SplitModel& parts, const std::vector<c10::IValue>& inputs,
 /// Writes edge.pt, cloud.pt (those the plan has) and plan.json into `folder`, each atomically; everything is
 /// built before the first file is written.
 void export_plan(const Plan& plan, const GraphModuleImpl& module, const std::string& folder);
+
+/// A plan folder read back: plan.json checked (its format and the keys a run needs), the devices and the parts'
+/// files. The edge runtime and `tailor simulate --measure` read plans through it.
+struct PlanFolder {
+  std::string folder, path;  ///< path: FOLDER/plan.json
+  std::string json;          ///< plan.json's text
+  Device edge, cloud;
+  std::string edge_part, cloud_part;  ///< the parts' files; empty where the plan has no such part
+  std::vector<std::vector<int64_t>> input_shapes;  ///< the model's, which the edge part takes
+
+  /// Fails naming the file and the key when plan.json is missing, not a tailor plan, or lacks what a run needs.
+  static PlanFolder read(const std::string& folder);
+  /// Loads `part` ("edge" or "cloud") and compiles it for its device (backend, threads, ISA cap): the edge part at
+  /// the model's input shapes, the cloud part at its own. Fails when the device's ISA cap cannot be applied in this
+  /// process (oneDNN takes one cap per process, before its first kernel).
+  std::unique_ptr<Executable> compile(const std::string& part) const;
+};
 
 }  // namespace tailor::place
