@@ -1,8 +1,9 @@
 // Architecture search, measured on Fashion-MNIST (onednn-cpu, 1 thread, the machine it runs on).
 //
 //   bench_nas search   --table T.json [--space fashion-resnet] [--limit N] [--validation V] [--epochs E]
-//                      [--finetune F] [--evaluations K] [--seed S]
+//                      [--finetune F] [--evaluations K] [--seed S] [--json FILE]
 //   bench_nas netadapt --table T.json [--limit N] [--validation V] [--epochs E] [--finetune F] [--seed S]
+//                      [--json FILE]
 //
 // search: one supernet trained for E epochs (sandwich rule); at three latency budgets (a quarter, half and three
 // quarters of the way from the smallest to the largest architecture's predicted latency) evolution and random
@@ -11,6 +12,7 @@
 // Everything is re-measured in one interleaved timing; test accuracy on the Fashion-MNIST test split.
 // netadapt: fashion-resnet trained E epochs, then at two budgets NetAdapt against uniform L1 channel pruning
 // brought to NetAdapt's measured latency by bisection, given the same number of fine-tuning images.
+// --json writes the rows for benchmarks/nas_summary.py, which takes mean and spread over seeds.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <tailor/tailor.hpp>
@@ -55,8 +58,12 @@ ArchConfig scaled(ArchConfig a, double m) {
   return a;
 }
 
+void write_json(const std::string& file, const nlohmann::json& j) {
+  if (!file.empty()) write_file_atomically(file, j.dump(2) + "\n");
+}
+
 struct Args {
-  std::string table, space = "fashion-resnet";
+  std::string table, space = "fashion-resnet", json;
   int64_t limit = 20000, validation = 2000, evaluations = 30;
   int epochs = 4, finetune = 2;
   uint64_t seed = 0;
@@ -91,7 +98,8 @@ int search_bench(const Args& a) {
   struct Row {
     std::string name;
     ArchConfig config;
-    double budget = 0, predicted = 0, val_evo = 0, val_random = 0, test_extracted = 0, test = 0, search_s = 0;
+    double budget = 0, predicted = 0, val_evo = 0, val_random = 0, test_extracted = 0, test = 0, search_s = 0,
+           max_ratio = 0;
     GraphModule module{nullptr};
   };
   std::vector<Row> rows;
@@ -115,6 +123,7 @@ int search_bench(const Args& a) {
     r.predicted = evo.best().predicted_ms[0];
     r.val_evo = evo.best().accuracy;
     r.val_random = rnd.best().accuracy;
+    r.max_ratio = evo.max_measured_over_predicted;
     std::printf("budget %.3f ms: evolution %.2f%% (%s), random %.2f%%; measured/predicted up to %.2f; %zu over "
                 "budget when measured; search %.0f s\n",
                 r.budget, 100 * r.val_evo, r.config.str().c_str(), 100 * r.val_random,
@@ -158,18 +167,37 @@ int search_bench(const Args& a) {
   // least as accurate.
   std::printf("\n| budget ms | searched test top-1 | best uniform at <= its measured latency | points | fastest uniform "
               "at >= its accuracy | speed-up |\n|---|---|---|---|---|---|\n");
+  nlohmann::json out{{"seed", a.seed},       {"supernet_epochs", a.epochs}, {"finetune_epochs", a.finetune},
+                     {"evaluations", a.evaluations}, {"supernet_seconds", train_s}, {"target", table->target().str()}};
+  for (size_t j = 3; j < rows.size(); ++j)
+    out["uniform"].push_back({{"name", rows[j].name}, {"config", rows[j].config.str()}, {"measured_ms", measured[j]},
+                              {"test_top1", rows[j].test}});
   for (size_t i = 0; i < 3; ++i) {
     double best_acc = -1, fastest = -1;
     for (size_t j = 3; j < rows.size(); ++j) {
       if (measured[j] <= measured[i] * 1.02) best_acc = std::max(best_acc, rows[j].test);
       if (rows[j].test >= rows[i].test && (fastest < 0 || measured[j] < fastest)) fastest = measured[j];
     }
+    const Row& r = rows[i];
+    out["budgets"].push_back({{"budget_ms", r.budget},
+                              {"config", r.config.str()},
+                              {"predicted_ms", r.predicted},
+                              {"measured_ms", measured[i]},
+                              {"validation_evolution", r.val_evo},
+                              {"validation_random", r.val_random},
+                              {"test_extracted", r.test_extracted},
+                              {"test_top1", r.test},
+                              {"search_seconds", r.search_s},
+                              {"max_measured_over_predicted", r.max_ratio},
+                              {"best_uniform_no_slower", best_acc},
+                              {"fastest_uniform_as_accurate_ms", fastest}});
     std::printf("| %.3f | %.2f%% | %s | %s | %s | %s |\n", rows[i].budget, 100 * rows[i].test,
                 best_acc < 0 ? "none that fast" : (std::to_string(100 * best_acc).substr(0, 5) + "%").c_str(),
                 best_acc < 0 ? "-" : std::to_string(100 * (rows[i].test - best_acc)).substr(0, 5).c_str(),
                 fastest < 0 ? "none as accurate" : (std::to_string(fastest).substr(0, 5) + " ms").c_str(),
                 fastest < 0 ? "-" : (std::to_string(fastest / measured[i]).substr(0, 4) + "x").c_str());
   }
+  write_json(a.json, out);
   return 0;
 }
 
@@ -188,6 +216,9 @@ int netadapt_bench(const Args& a) {
   std::printf("target: %s\nfashion-resnet trained %d epochs: test %.2f%%, predicted %.3f ms\n\n",
               table->target().str().c_str(), a.epochs, 100 * test_top1(*base, test), start);
   std::printf("| budget ms | method | measured ms | fine-tuning images | test top-1 |\n|---|---|---|---|---|\n");
+  nlohmann::json out{{"seed", a.seed}, {"base_epochs", a.epochs}, {"finetune_epochs", a.finetune},
+                     {"target", table->target().str()}, {"start_predicted_ms", start},
+                     {"base_test_top1", test_top1(*base, test)}};
   for (double f : {0.9, 0.8}) {
     GraphModule na = clone_module(*base);
     nas::NetAdaptOptions o;
@@ -227,12 +258,24 @@ int netadapt_bench(const Args& a) {
     ft.epochs = static_cast<int>(std::max<int64_t>(1, std::lround(static_cast<double>(images) / split.train.size())));
     train::finetune(uni, split.train, nullptr, ft);
     const auto both = nas::measure_latency({na, uni}, {shape, shape}, table->target(), 3.0);
+    const double na_top1 = test_top1(*na, test), uni_top1 = test_top1(*uni, test);
     std::printf("| %.3f | NetAdapt (%zu iterations) | %.3f | %lld | %.2f%% |\n", o.budget_ms, r.iterations.size(),
-                both[0], static_cast<long long>(images), 100 * test_top1(*na, test));
+                both[0], static_cast<long long>(images), 100 * na_top1);
+    const int64_t uni_images = ft.epochs * split.train.size();
     std::printf("| %.3f | uniform L1 ratio %.3f | %.3f | %lld | %.2f%% |\n", o.budget_ms, hi, both[1],
-                static_cast<long long>(ft.epochs * split.train.size()), 100 * test_top1(*uni, test));
+                static_cast<long long>(uni_images), 100 * uni_top1);
     std::fflush(stdout);
+    out["budgets"].push_back({{"budget_ms", o.budget_ms},
+                              {"iterations", r.iterations.size()},
+                              {"netadapt_ms", both[0]},
+                              {"netadapt_images", images},
+                              {"netadapt_test_top1", na_top1},
+                              {"uniform_ratio", hi},
+                              {"uniform_ms", both[1]},
+                              {"uniform_images", uni_images},
+                              {"uniform_test_top1", uni_top1}});
   }
+  write_json(a.json, out);
   return 0;
 }
 
@@ -251,6 +294,7 @@ int main(int argc, char** argv) {
   app.add_option("--finetune", a.finetune);
   app.add_option("--evaluations", a.evaluations);
   app.add_option("--seed", a.seed);
+  app.add_option("--json", a.json, "write the results here too (for benchmarks/nas_summary.py)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(2);
   try {
