@@ -60,16 +60,13 @@ int simulate_cmd(const SimulateArgs& a) {
   if (a.measure) {
     // oneDNN takes one ISA cap per process: a part whose device has a cap is measured first, and a part this
     // process can no longer run as its device would keeps its predicted times.
-    std::vector<std::string> order;
-    for (const std::string part : {"edge", "cloud"})
-      if (!(part == "edge" ? plan.edge_part : plan.cloud_part).empty()) order.push_back(part);
-    std::stable_sort(order.begin(), order.end(), [&](const std::string& x, const std::string& y) {
-      return !(x == "edge" ? plan.edge : plan.cloud).isa.empty() && (y == "edge" ? plan.edge : plan.cloud).isa.empty();
-    });
+    std::vector<std::string> order{"edge", "cloud"};
+    if (plan.edge.isa.empty() && !plan.cloud.isa.empty()) std::swap(order[0], order[1]);
     const auto cpu = cpu_isas();
     std::vector<std::string> kept;
     for (const std::string& part : order) {
-      const place::Device& device = part == "edge" ? plan.edge : plan.cloud;
+      if (plan.file_of(part).empty()) continue;
+      const place::Device& device = plan.device_of(part);
       if (device.isa.empty() && !cpu.empty() && effective_isa() != cpu.back()) {
         kept.push_back(fmt::format("{} part: its device runs this CPU's best ISA ({}), this process is capped at {}",
                                    part, cpu.back(), effective_isa()));

@@ -306,11 +306,20 @@ PlanFolder PlanFolder::read(const std::string& folder) {
   return p;
 }
 
-std::unique_ptr<Executable> PlanFolder::compile(const std::string& part) const {
+const Device& PlanFolder::device_of(const std::string& part) const {
   TAILOR_CHECK(part == "edge" || part == "cloud", "a plan's parts are 'edge' and 'cloud', not '", part, "'");
-  const std::string& file = part == "edge" ? edge_part : cloud_part;
+  return part == "edge" ? edge : cloud;
+}
+
+const std::string& PlanFolder::file_of(const std::string& part) const {
+  TAILOR_CHECK(part == "edge" || part == "cloud", "a plan's parts are 'edge' and 'cloud', not '", part, "'");
+  return part == "edge" ? edge_part : cloud_part;
+}
+
+std::unique_ptr<Executable> PlanFolder::compile(const std::string& part) const {
+  const std::string& file = file_of(part);
   TAILOR_CHECK(!file.empty(), "plan '", path, "' has no ", part, " part");
-  const Device& device = part == "edge" ? edge : cloud;
+  const Device& device = device_of(part);
   GraphModule module = tailor::load(file);
   CompileOptions co;
   co.threads = device.threads;

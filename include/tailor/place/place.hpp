@@ -265,6 +265,9 @@ struct PlanFolder {
 
   /// Fails naming the file and the key when plan.json is missing, not a tailor plan, or lacks what a run needs.
   static PlanFolder read(const std::string& folder);
+  /// The device and the file (empty: none) of `part`, "edge" or "cloud"; another name fails.
+  const Device& device_of(const std::string& part) const;
+  const std::string& file_of(const std::string& part) const;
   /// Loads `part` ("edge" or "cloud") and compiles it for its device (backend, threads, ISA cap): the edge part at
   /// the model's input shapes, the cloud part at its own. Fails when the device's ISA cap cannot be applied in this
   /// process (oneDNN takes one cap per process, before its first kernel).
