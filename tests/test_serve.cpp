@@ -2,6 +2,7 @@
 // answers to bad requests, load (1,000 requests from 32 clients), disconnects, a full queue and a restart; the
 // model repository; and the fleet simulator against queueing theory's known answers.
 #include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -13,6 +14,9 @@
 #include "tailor/tailor.hpp"
 #if TAILOR_WITH_SERVE
 #include "tailor/serve/serve.hpp"
+#endif
+#if defined(__GLIBC__)
+#include <malloc.h>
 #endif
 
 using namespace tailor;
@@ -166,6 +170,25 @@ TEST_CASE("serve --model specs: fields parsed, bad ones refused naming the model
                       Contains("model 'm': threads must be an integer from 1 to 4096"));
   CHECK_THROWS_WITH(serve::ModelSpec::parse("m=f.pt,thread=2"), Contains("unknown key 'thread'"));
 }
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+TEST_CASE("keep_freed_memory: request-sized blocks come from the heap and a freed one is not given back", "[serve]") {
+  serve::keep_freed_memory();
+  serve::keep_freed_memory();  // a second call changes nothing
+  constexpr size_t kBytes = 24 << 20;  // a 24 MiB request: below the 32 MiB threshold, above glibc's default
+  const auto before = mallinfo2();
+  auto* block = static_cast<char*>(std::malloc(kBytes));
+  REQUIRE(block);
+  for (size_t i = 0; i < kBytes; i += 4096) block[i] = 1;
+  const auto held = mallinfo2();
+  CHECK(held.hblks == before.hblks);  // not a mapping of its own
+  CHECK(held.arena >= before.arena);
+  std::free(block);
+  const auto after = mallinfo2();
+  CHECK(after.arena == held.arena);  // the heap kept it for the next request
+  CHECK(after.fordblks >= kBytes);
+}
+#endif
 
 TEST_CASE("the OIP server answers health, metadata and inference; results equal the model's", "[serve]") {
   const std::string dir = serve_tmp("basic");

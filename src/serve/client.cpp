@@ -88,6 +88,7 @@ Client::Client(const std::string& address, ClientOptions options) : impl_(std::m
   if (options.link)
     TAILOR_CHECK(options.link->uplink_mbps > 0 && options.link->downlink_mbps > 0, "link '", options.link->name,
                  "' needs positive bandwidths to be emulated");
+  if (options.keep_freed_memory) keep_freed_memory();
   impl_->address = address;
   impl_->options = options;
   impl_->rng.seed(options.seed);

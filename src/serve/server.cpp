@@ -14,6 +14,10 @@
 #include <set>
 #include <thread>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 #include <torch/script.h>
@@ -174,6 +178,18 @@ ModelSpec ModelSpec::parse(const std::string& text) {
     }
   }
   return spec;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  // Setting either value also stops glibc's own adjustment of them, which otherwise lets the threshold float and
+  // trims the heap back to the kernel after every large free.
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest accepted value on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  });
+#endif
 }
 
 std::string ModelStatistics::to_json() const {
@@ -518,6 +534,7 @@ Server::~Server() { shutdown(0); }
 
 void Server::start() {
   TAILOR_CHECK(!impl_->server, "the server is already started");
+  if (impl_->options.keep_freed_memory) keep_freed_memory();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(impl_->options.address, grpc::InsecureServerCredentials(), &impl_->bound_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(impl_->options.max_request_bytes, INT32_MAX)));
