@@ -127,6 +127,52 @@ TEST_CASE("fleet simulation: service spread from a profile, traces, and bad arri
   CHECK(error_of("trace:/nonexistent").find("cannot read the trace file") != std::string::npos);
 }
 
+TEST_CASE("fleet simulation: a replayed measured sequence keeps slow spells together, independent draws do not",
+          "[simulate]") {
+  // A machine that runs 100 requests at 1 ms, then 10 at 10 ms, and again: half its time is a slow spell.
+  std::vector<double> runs;
+  for (int i = 0; i < 100; ++i) runs.push_back(1);
+  for (int i = 0; i < 10; ++i) runs.push_back(10);
+  const ServiceTime replayed = ServiceTime::from_sequence(runs);
+  CHECK(replayed.sequence_ms() == Approx(200));
+  CHECK(replayed.median() == Approx(1));
+  std::mt19937_64 rng(3);
+  CHECK(replayed.at(0, 0, rng) == 1);
+  CHECK(replayed.at(99.5, 0, rng) == 1);
+  CHECK(replayed.at(100.5, 0, rng) == 10);
+  CHECK(replayed.at(199, 0, rng) == 10);
+  CHECK(replayed.at(200.5, 0, rng) == 1);   // wraps around
+  CHECK(replayed.at(50.5, 150, rng) == 1);  // offset 150 + 50.5 = 200.5
+  CHECK(replayed.at(20, 90, rng) == 10);
+  ServiceTime independent = replayed;
+  independent.sequence.clear();
+  ServiceTime scaled = replayed;
+  scaled.scale(2);
+  CHECK(scaled.sequence_ms() == Approx(400));
+  CHECK(scaled.median() == Approx(2));
+  // 8 devices, closed loop, one executor, a negligible link: each request waits for the 7 ahead of it, so its
+  // latency is about the sum of 8 consecutive service times. Replayed, a request inside the spell takes ~80 ms; drawn
+  // independently (P(10 ms) = 1/11), three or more slow ones among eight happen 3-4% of the time.
+  auto s = fixed_scenario(0, 1, 1, Arrivals::parse("closed"));
+  s.up_bytes = s.down_bytes = 0;
+  s.link.rtt_ms = 0;
+  s.requests = 20000;
+  s.cloud = replayed;
+  const FleetPoint with_spells = simulate(s, 8);
+  s.cloud = independent;
+  const FleetPoint without = simulate(s, 8);
+  CHECK(with_spells.latency.p99_ms >= 75);
+  CHECK(without.latency.p99_ms <= 50);
+  CHECK(with_spells.utilisation == Approx(1).epsilon(0.02));
+  CHECK(without.utilisation == Approx(1).epsilon(0.02));
+  // A sequence of one constant time is the fixed service time.
+  s.cloud = ServiceTime::from_sequence({5, 5, 5});
+  const FleetPoint constant = simulate(s, 1);
+  CHECK(constant.latency.p50_ms == Approx(5).epsilon(1e-9));
+  CHECK_THROWS_WITH(ServiceTime::from_sequence({}), Catch::Matchers::Contains("at least one run"));
+  CHECK_THROWS_WITH(ServiceTime::from_sequence({1, -2}), Catch::Matchers::Contains("positive and finite"));
+}
+
 #if TAILOR_WITH_SERVE
 
 namespace {

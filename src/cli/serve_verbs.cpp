@@ -28,32 +28,42 @@ nlohmann::json stats_json(const LatencyStats& s) {
 // ---- simulate
 
 struct SimulateArgs {
-  std::string plan, arrivals = "closed", html, percentile;
+  std::string plan, arrivals = "closed", html, percentile, draws = "replay";
   std::vector<int> devices = {1, 2, 4, 8, 16, 32};
   int executors = 1;
   int64_t requests = 400;
-  double overhead_ms = 0, latency_ms = 0;
+  double overhead_ms = 0, latency_ms = 0, measure_seconds = 10;
   bool measure = false, json = false, all = true;
   uint64_t seed = 0;
 };
 
-// A part's service time measured on its device (the Profiler's timing loop), for --measure.
-LatencyStats measure_part(const place::PlanFolder& plan, const std::string& part) {
+// A part's service time measured on its device (the Profiler's timing loop) for `seconds` and at least 200 runs,
+// the runs kept in order, for --measure. Seconds, not a run count: the machine's slow spells last seconds, and
+// replay only reproduces those the measurement saw.
+place::ServiceTime measure_part(const place::PlanFolder& plan, const std::string& part, double seconds,
+                                bool replay) {
   auto exe = plan.compile(part);
   std::vector<c10::IValue> inputs;
   for (const auto& s : exe->options().input_shapes) inputs.emplace_back(torch::randn(s));
   ProfileOptions po;
   po.min_runs = 200;
-  po.max_runs = 400;
-  po.max_seconds = 5;
-  po.tolerance = 0;  // a full distribution, not just a settled median
-  return time_executable(*exe, inputs, po, nullptr);
+  po.max_runs = 1000000;
+  po.max_seconds = seconds;
+  po.tolerance = -1;  // never settles: the whole time is measured
+  std::vector<double> runs;
+  time_executable(*exe, inputs, po, nullptr, &runs);
+  auto t = place::ServiceTime::from_sequence(std::move(runs));
+  if (!replay) t.sequence.clear();
+  return t;
 }
 
 int simulate_cmd(const SimulateArgs& a) {
   const place::PlanFolder plan = place::PlanFolder::read(a.plan);
   const std::string& path = plan.path;
   const auto arrivals = place::Arrivals::parse(a.arrivals);
+  TAILOR_CHECK(a.draws == "replay" || a.draws == "independent", "--draws must be replay or independent, not '",
+               a.draws, "'");
+  TAILOR_CHECK(a.measure_seconds > 0 && std::isfinite(a.measure_seconds), "--measure-seconds must be positive");
   // Spread of each site's service time: measured on the plan's own parts, or none (the predicted time each request).
   std::optional<place::ServiceTime> edge_spread, cloud_spread;
   std::string source = "predicted per-node times, no spread";
@@ -73,14 +83,15 @@ int simulate_cmd(const SimulateArgs& a) {
         continue;
       }
       try {
-        auto spread = place::ServiceTime::from_stats(measure_part(plan, part));
-        (part == "edge" ? edge_spread : cloud_spread) = spread;
+        (part == "edge" ? edge_spread : cloud_spread) =
+            measure_part(plan, part, a.measure_seconds, a.draws == "replay");
       } catch (const Error& e) {
         kept.push_back(fmt::format("{} part: {}", part, e.message()));
       }
     }
-    source = kept.empty() ? "spread measured on the plan's parts"
-                          : "spread measured where this process can run the part as its device would";
+    source = std::string(kept.empty() ? "spread measured on the plan's parts"
+                                      : "spread measured where this process can run the part as its device would") +
+             (a.draws == "replay" ? ", runs replayed in time" : ", drawn independently");
     for (const auto& why : kept)
       std::cerr << "tailor simulate --measure: predicted times kept for the " << why << "\n";
   }
@@ -369,6 +380,9 @@ void add_serve_verbs(CLI::App& app, std::vector<std::function<int()>>& actions) 
     sub->add_option("--latency-ms", a->latency_ms, "the objective's latency (default: the plan's)");
     sub->add_option("--percentile", a->percentile, "p50 or p90 (default: the plan's)");
     sub->add_flag("--measure", a->measure, "measure the spread of the plan's edge and cloud parts on their devices");
+    sub->add_option("--measure-seconds", a->measure_seconds, "with --measure: seconds of runs per part (default 10)");
+    sub->add_option("--draws", a->draws, "with --measure: replay (the measured runs in time order, so slow spells "
+                    "stay together; default) or independent (draws from their distribution)");
     sub->add_flag("!--all-placements", a->all, "simulate only the chosen placement");
     sub->add_option("--seed", a->seed, "random seed");
     sub->add_option("--html", a->html, "write an HTML page with the table and a latency-vs-devices plot");

@@ -40,6 +40,40 @@ ServiceTime ServiceTime::from_stats(const LatencyStats& s) {
   return t;
 }
 
+ServiceTime ServiceTime::from_sequence(std::vector<double> runs) {
+  TAILOR_CHECK(!runs.empty(), "a measured service time needs at least one run");
+  for (double v : runs)
+    TAILOR_CHECK(v > 0 && std::isfinite(v), "a measured service time must be positive and finite, not ", v);
+  ServiceTime t = from_stats(LatencyStats::from_samples(runs));
+  t.sequence = std::move(runs);
+  return t;
+}
+
+double ServiceTime::sequence_ms() const {
+  double total = 0;
+  for (double v : sequence) total += v;
+  return total;
+}
+
+double ServiceTime::at(double t_ms, double offset_ms, std::mt19937_64& rng) const {
+  if (sequence.empty()) return sample(rng);
+  // The runs' start times are their cumulative sums; this walk is linear, which is fast enough for sequences of a
+  // few thousand runs and requests counted in thousands.
+  const double total = sequence_ms();
+  double position = std::fmod(offset_ms + t_ms, total);
+  if (position < 0) position += total;
+  for (double v : sequence) {
+    if (position < v) return v;
+    position -= v;
+  }
+  return sequence.back();
+}
+
+void ServiceTime::scale(double factor) {
+  for (double& v : ms) v *= factor;
+  for (double& v : sequence) v *= factor;
+}
+
 double ServiceTime::sample(std::mt19937_64& rng) const {
   if (ms.empty()) return 0;
   const double u = std::uniform_real_distribution<double>(0, 1)(rng);
@@ -146,8 +180,7 @@ FleetSetup fleet_setup(const std::string& plan_json, const std::string& where, b
     auto stage = [](const std::optional<ServiceTime>& spread, double median) {
       if (!spread || spread->median() <= 0) return ServiceTime::fixed(median);
       ServiceTime t = *spread;
-      const double m = spread->median();
-      for (double& v : t.ms) v *= median / m;
+      t.scale(median / spread->median());
       return t;
     };
     for (size_t i = 0; i < placements.size(); ++i) {
@@ -156,8 +189,12 @@ FleetSetup fleet_setup(const std::string& plan_json, const std::string& where, b
       const std::string site = p.value("site", "");
       FleetScenario s;
       s.name = site + (site == "split" ? " (" + p.value("method", "") + ")" : "") + (i == 0 ? " [chosen]" : "");
-      s.edge = stage(edge_spread, predicted.value("edge_ms", 0.0));
-      if (site != "edge") s.cloud = stage(cloud_spread, predicted.value("cloud_ms", 0.0));
+      // The spreads were measured on the chosen placement's own parts: that placement takes them as measured, the
+      // others their shape scaled to their own predicted medians.
+      const bool measured_here = i == 0;
+      s.edge = measured_here && edge_spread ? *edge_spread : stage(edge_spread, predicted.value("edge_ms", 0.0));
+      if (site != "edge")
+        s.cloud = measured_here && cloud_spread ? *cloud_spread : stage(cloud_spread, predicted.value("cloud_ms", 0.0));
       s.up_bytes = tailor::detail::json_whole_or(p, "up_bytes", 0, "plan '" + where + "': placement", 0);
       s.down_bytes = tailor::detail::json_whole_or(p, "down_bytes", 0, "plan '" + where + "': placement", 0);
       s.link = setup.link;
@@ -200,6 +237,13 @@ FleetPoint simulate(const FleetScenario& s, int devices) {
       arrive(d, offset);
     }
   }
+  // Replayed sequences: the server is one machine (its executors share its speed over time), each device its own.
+  auto replay_offset = [&](const ServiceTime& t) {
+    return t.sequence.empty() ? 0.0 : std::uniform_real_distribution<double>(0, t.sequence_ms())(rng);
+  };
+  const double cloud_offset = replay_offset(s.cloud);
+  std::vector<double> edge_offset(devices);
+  for (double& o : edge_offset) o = replay_offset(s.edge);
   std::deque<int64_t> waiting;
   int busy = 0;
   double busy_ms = 0, first_measured = -1, last = 0;
@@ -212,14 +256,14 @@ FleetPoint simulate(const FleetScenario& s, int devices) {
     auto start_service = [&](int64_t id, double t) {
       Request& q = requests[id];
       q.queued = t - q.at_server;
-      q.service = s.cloud.sample(rng);
+      q.service = s.cloud.at(t, cloud_offset, rng);
       ++busy;
       events.push({t + q.service, seq++, Event::Served, q.device, id});
     };
     switch (e.type) {
       case Event::Arrive: {
         const double start = std::max(e.t, edge_free[e.device]);
-        const double done = start + s.edge.sample(rng);
+        const double done = start + s.edge.at(start, edge_offset[e.device], rng);
         edge_free[e.device] = done;
         if (!remote || exits(rng)) {
           events.push({done, seq++, Event::Answered, e.device, e.request});

@@ -169,7 +169,7 @@ LatencyStats LatencyStats::from_samples(std::vector<double> ms) {
 }
 
 LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& inputs, const ProfileOptions& options,
-                             bool* stable) {
+                             bool* stable, std::vector<double>* runs) {
   TAILOR_CHECK(options.min_runs > 0 && options.max_runs >= options.min_runs, "profile: need 0 < min_runs <= max_runs");
   for (int i = 0; i < options.warmup; ++i) exe.run(inputs);
   exe.synchronize();
@@ -202,6 +202,7 @@ LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& in
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count() > options.max_seconds) break;
   }
   if (stable) *stable = is_stable;
+  if (runs) *runs = ms;
   return LatencyStats::from_samples(ms);
 }
 

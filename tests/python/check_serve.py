@@ -149,6 +149,14 @@ def main():
     assert len(sim["placements"]) >= 2 and all(len(p["points"]) == 3 for p in sim["placements"]), sim
     p = run([tailor, "simulate", plan_dir, "--arrivals", "burst"], ok=False)
     assert p.returncode == 1 and "unknown arrivals 'burst'" in p.stderr, p.stderr
+    # --measure: the chosen placement's parts timed here (replayed in time order); the others scaled from them.
+    measured = json.loads(run([tailor, "simulate", plan_dir, "--devices", "1,4", "--measure", "--measure-seconds",
+                               "0.2", "--json"]).stdout)
+    assert "replayed in time" in measured["service_times"], measured["service_times"]
+    assert len(measured["placements"]) == len(sim["placements"]), measured
+    assert all(p["points"][1]["latency_ms"]["p50"] >= p["points"][0]["latency_ms"]["p50"] for p in measured["placements"])
+    p = run([tailor, "simulate", plan_dir, "--measure", "--draws", "bootstrap"], ok=False)
+    assert p.returncode == 1 and "--draws must be replay or independent" in p.stderr, p.stderr
     print("simulate: ok")
 
 

@@ -14,15 +14,26 @@
 
 namespace tailor::place {
 
-/// A service time distribution: a quantile function through measured points, interpolated linearly (so a profile's
-/// min, p50, p90, p99 and max reproduce its spread, tail included).
+/// A service time: a quantile function through measured points, interpolated linearly (so a profile's min, p50,
+/// p90, p99 and max reproduce its spread, tail included), drawn independently per request; or, from a measured
+/// sequence, the sequence replayed against time: a request starting at time t takes the run that was under way at
+/// t (plus an offset) in the measurement, wrapping around. Replay keeps what independent draws lose on a machine
+/// whose speed drifts: a slow spell slows every request queued behind it at once.
 struct ServiceTime {
   std::vector<double> quantiles;  ///< increasing, from 0 to 1
   std::vector<double> ms;         ///< non-decreasing
+  std::vector<double> sequence;   ///< measured runs in order (ms); empty: independent draws
   static ServiceTime fixed(double ms);
   static ServiceTime from_stats(const LatencyStats& stats);
+  /// Quantiles of the runs (min, p50, p90, p99, max) and the runs themselves for replay. Needs positive times.
+  static ServiceTime from_sequence(std::vector<double> runs);
   double sample(std::mt19937_64& rng) const;
+  /// The replayed run at time `t_ms` of a machine whose replay started `offset_ms` into the sequence (sample()
+  /// when there is no sequence).
+  double at(double t_ms, double offset_ms, std::mt19937_64& rng) const;
+  double sequence_ms() const;  ///< the sequence's whole length in time
   double median() const;
+  void scale(double factor);   ///< every time, quantiles and sequence alike
 };
 
 /// How requests arrive at each device: closed loop (the next one `think_ms` after the previous answer), Poisson
@@ -69,8 +80,9 @@ struct FleetResult {
 
 /// What a plan gives the simulator: its link and objective, and one scenario per placement of the chosen variant
 /// (the chosen placement first, marked "[chosen]", then the other candidates when `all`), with the predicted stage
-/// times, bytes and exit rate. A stage's spread comes from `edge_spread` / `cloud_spread` (quantile functions scaled
-/// to the stage's predicted median; none when unset). `plan_json` is plan.json's text or Plan::to_json().
+/// times, bytes and exit rate. `edge_spread` / `cloud_spread`, measured on the chosen placement's parts, are that
+/// placement's service times as they are; other placements take their shape scaled to their own predicted medians.
+/// Unset: the predicted times, no spread. `plan_json` is plan.json's text or Plan::to_json().
 struct FleetSetup {
   Link link;
   Objective objective;

@@ -99,8 +99,9 @@ std::vector<LatencyStats> time_interleaved(const std::vector<Executable*>& execu
 /// The input the Profiler times with: normal random data from `seed`.
 std::vector<c10::IValue> random_inputs(const std::vector<int64_t>& shape, uint64_t seed);
 
-/// Times an already compiled executable at its compiled shape (statistics only, no sweep or node times).
+/// Times an already compiled executable at its compiled shape (statistics only, no sweep or node times). `runs`,
+/// when given, receives every timed run in order.
 LatencyStats time_executable(Executable& exe, const std::vector<c10::IValue>& inputs, const ProfileOptions& options,
-                             bool* stable = nullptr);
+                             bool* stable = nullptr, std::vector<double>* runs = nullptr);
 
 }  // namespace tailor
