@@ -284,9 +284,25 @@ TEST_CASE("a plan folder that is missing, not a plan, or without its parts is re
   write("{\"format\": \"tailor-plan\", \"parts\": {\"input_shapes\": [[1, 3]]}, \"chosen\": {}, \"link\": {}, "
         "\"edge\": {\"threads\": 0}, \"cloud\": {}}");
   CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("threads"));
-  write("{\"format\": \"tailor-plan\", \"parts\": {\"input_shapes\": [[1, 3]]}, \"chosen\": {}, \"link\": {}, "
-        "\"edge\": {}, \"cloud\": {}}");
+  const std::string parts = "\"parts\": {\"input_shapes\": [[1, 3]], \"cut\": [], \"edge_outputs\": [], "
+                            "\"cloud_outputs\": [], \"outputs\": [\"y\"]}";
+  const std::string chosen = "\"chosen\": {\"placement\": {\"predicted\": {\"total_ms\": 2.5}}}";
+  write("{\"format\": \"tailor-plan\", " + parts + ", " + chosen +
+        ", \"link\": {\"uplink_mbps\": 10}, \"edge\": {\"backend\": \"npu\"}, \"cloud\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("'edge'") && Catch::Contains("npu"));
+  write("{\"format\": \"tailor-plan\", \"parts\": {\"input_shapes\": [[1, 3]]}, " + chosen +
+        ", \"link\": {\"uplink_mbps\": 10}, \"edge\": {}, \"cloud\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("'parts'") && Catch::Contains("'cut'"));
+  write("{\"format\": \"tailor-plan\", " + parts + ", " + chosen + ", \"link\": {}, \"edge\": {}, \"cloud\": {}}");
+  CHECK_THAT(error_of([&] { PlanFolder::read(dir); }), Catch::Contains("'link'") && Catch::Contains("uplink_mbps"));
+  write("{\"format\": \"tailor-plan\", " + parts + ", " + chosen +
+        ", \"link\": {\"uplink_mbps\": 10}, \"edge\": {\"modelled\": false}, \"cloud\": {\"threads\": 2}}");
   const PlanFolder empty = PlanFolder::read(dir);
+  CHECK(empty.edge.name == "edge");
+  CHECK(empty.cloud.threads == 2);
+  CHECK(empty.outputs == std::vector<std::string>{"y"});
+  CHECK(empty.predicted_ms == 2.5);
+  CHECK(empty.link.uplink_mbps == 10);
   CHECK(empty.edge_part.empty());
   CHECK_THAT(error_of([&] { empty.compile("cloud"); }), Catch::Contains("has no cloud part"));
   CHECK_THAT(error_of([&] { empty.compile("middle"); }), Catch::Contains("'edge' and 'cloud', not 'middle'"));

@@ -102,7 +102,11 @@ Device Device::parse(const std::string& yaml, const std::string& where) {
   Device dev;
   dev.name = d.text("name", "");
   dev.backend = d.text("backend", dev.backend);
-  make_backend(dev.backend);  // an unknown name fails listing the valid ones
+  try {
+    make_backend(dev.backend);  // an unknown name fails listing the valid ones
+  } catch (const Error& e) {
+    TAILOR_FAIL(where, ": ", e.message());
+  }
   const double threads = d.number("threads", 1);
   TAILOR_CHECK(threads >= 1 && threads <= 4096 && threads == std::floor(threads), where,
                ": 'threads' must be a whole number from 1 to 4096");

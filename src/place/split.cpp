@@ -277,15 +277,13 @@ PlanFolder PlanFolder::read(const std::string& folder) {
                  j.value("format", ""), "')");
     for (const char* k : {"parts", "chosen", "link", "edge", "cloud"})
       TAILOR_CHECK(j.contains(k), "plan '", p.path, "' has no '", k, "'");
+    // A plan's device is a device description (JSON is YAML) plus what the planner derived from it.
     auto device = [&](const char* site) {
       key = site;
-      const nlohmann::json& d = j.at(site);
-      Device dev;
-      dev.name = d.value("name", site);
-      dev.backend = d.value("backend", dev.backend);
-      dev.threads = static_cast<int>(detail::json_whole_or(d, "threads", 1, "plan's " + key + " device", 1, 4096));
-      dev.isa = d.value("isa", "");
-      dev.slowdown = d.value("slowdown", 1.0);
+      nlohmann::json d = j.at(site);
+      d.erase("modelled");
+      Device dev = Device::parse(d.dump(), "plan '" + p.path + "', '" + key + "'");
+      if (dev.name.empty()) dev.name = site;
       return dev;
     };
     p.edge = device("edge");
@@ -300,6 +298,18 @@ PlanFolder PlanFolder::read(const std::string& folder) {
       TAILOR_CHECK(fs::exists(*file), "plan '", p.path, "' names the ", site, " part '", name,
                    "', which is not in the folder");
     }
+    p.cut = parts.at("cut").get<std::vector<std::string>>();
+    p.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
+    p.cloud_outputs = parts.at("cloud_outputs").get<std::vector<std::string>>();
+    p.outputs = parts.at("outputs").get<std::vector<std::string>>();
+    p.codec = codec_from_string(parts.value("codec", "none"));
+    key = "link";
+    p.link = Link::parse(j.at("link").dump(), "plan '" + p.path + "', 'link'");
+    key = "chosen";
+    const nlohmann::json& chosen = j.at("chosen");
+    p.predicted_ms = chosen.at("placement").at("predicted").at("total_ms").get<double>();
+    for (const auto& e : chosen.value("exits", nlohmann::json::array()))
+      p.exits.push_back({e.at("output").get<std::string>(), e.at("threshold").get<double>()});
   } catch (const nlohmann::json::exception& e) {
     TAILOR_FAIL("plan '", p.path, "'", key.empty() ? "" : ", '" + key + "'", ": ", e.what());
   }

@@ -248,11 +248,7 @@ struct EdgeRuntime::Impl {
   place::Codec codec = place::Codec::None;
   place::Link link;
   double predicted_ms = 0;
-  struct ExitRule {
-    std::string output;
-    double threshold;
-  };
-  std::vector<ExitRule> exits;
+  std::vector<place::PlanFolder::Exit> exits;
   std::unique_ptr<Executable> edge;
   std::optional<Client> client;
   bool has_cloud = false;
@@ -278,30 +274,21 @@ struct EdgeRuntime::Impl {
 };
 
 EdgeRuntime::EdgeRuntime(const std::string& folder, RunPlanOptions options) : impl_(std::make_unique<Impl>()) {
-  const place::PlanFolder folder_read = place::PlanFolder::read(folder);
-  const std::string& path = folder_read.path;
-  const nlohmann::json plan = nlohmann::json::parse(folder_read.json);
+  const place::PlanFolder plan = place::PlanFolder::read(folder);
+  const std::string& path = plan.path;
   auto& r = *impl_;
   r.options = options;
-  try {
-    const auto& parts = plan.at("parts");
-    r.input_shapes = folder_read.input_shapes;
-    r.cut = parts.at("cut").get<std::vector<std::string>>();
-    r.edge_outputs = parts.at("edge_outputs").get<std::vector<std::string>>();
-    r.outputs = parts.at("outputs").get<std::vector<std::string>>();
-    r.cloud_outputs = parts.at("cloud_outputs").get<std::vector<std::string>>();
-    r.codec = place::codec_from_string(parts.value("codec", "none"));
-    r.has_cloud = !folder_read.cloud_part.empty();
-    r.link = place::Link::parse(plan.at("link").dump(), path);  // JSON is YAML, with the link file's keys
-    r.predicted_ms = plan.at("chosen").at("placement").at("predicted").at("total_ms").get<double>();
-    if (options.exits)
-      for (const auto& e : plan.at("chosen").value("exits", nlohmann::json::array()))
-        r.exits.push_back({e.at("output").get<std::string>(), e.at("threshold").get<double>()});
-    if (options.link) r.link = *options.link;
-    if (!folder_read.edge_part.empty()) r.edge = folder_read.compile("edge");
-  } catch (const nlohmann::json::exception& e) {
-    TAILOR_FAIL("plan '", path, "': ", e.what());
-  }
+  r.input_shapes = plan.input_shapes;
+  r.cut = plan.cut;
+  r.edge_outputs = plan.edge_outputs;
+  r.outputs = plan.outputs;
+  r.cloud_outputs = plan.cloud_outputs;
+  r.codec = plan.codec;
+  r.has_cloud = !plan.cloud_part.empty();
+  r.link = options.link ? *options.link : plan.link;
+  r.predicted_ms = plan.predicted_ms;
+  if (options.exits) r.exits = plan.exits;
+  if (!plan.edge_part.empty()) r.edge = plan.compile("edge");
   if (r.has_cloud) {
     TAILOR_CHECK(!options.server.empty(), "plan '", path, "' runs a part in the cloud; give the server (--server HOST:PORT)");
     ClientOptions co;

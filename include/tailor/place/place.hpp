@@ -259,9 +259,20 @@ void export_plan(const Plan& plan, const GraphModuleImpl& module, const std::str
 struct PlanFolder {
   std::string folder, path;  ///< path: FOLDER/plan.json
   std::string json;          ///< plan.json's text
-  Device edge, cloud;
+  Device edge, cloud;        ///< read as Device::parse reads a device file
   std::string edge_part, cloud_part;  ///< the parts' files; empty where the plan has no such part
   std::vector<std::vector<int64_t>> input_shapes;  ///< the model's, which the edge part takes
+  /// Tensor names: sent from the edge to the cloud (the cut), answered by the edge part, by the cloud part, and the
+  /// model's outputs in order.
+  std::vector<std::string> cut, edge_outputs, cloud_outputs, outputs;
+  Codec codec = Codec::None;  ///< of the cut tensors on the link
+  Link link;
+  double predicted_ms = 0;  ///< the chosen placement's predicted end-to-end latency
+  struct Exit {
+    std::string output;  ///< an early exit's output, answered on the edge when its confidence reaches `threshold`
+    double threshold = 0;
+  };
+  std::vector<Exit> exits;
 
   /// Fails naming the file and the key when plan.json is missing, not a tailor plan, or lacks what a run needs.
   static PlanFolder read(const std::string& folder);
