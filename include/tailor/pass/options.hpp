@@ -121,6 +121,11 @@ class Option : public OptionBase {
   std::string print_default() const override { return detail::OptionTraits<T>::print(default_); }
   bool is_default() const override { return value_ == default_; }
   void reset() override { value_ = default_; }
+  /// For a pass whose default differs from the one of the base class that declares the option.
+  void set_default(T v) {
+    default_ = v;
+    value_ = std::move(v);
+  }
 
  protected:
   T default_, value_;
