@@ -3,14 +3,15 @@
 //   bench_nas search   --table T.json [--space fashion-resnet] [--limit N] [--validation V] [--epochs E]
 //                      [--finetune F] [--evaluations K] [--seed S] [--json FILE]
 //   bench_nas netadapt --table T.json [--limit N] [--validation V] [--epochs E] [--finetune F] [--seed S]
-//                      [--json FILE]
+//                      [--fractions 0.9,0.8] [--json FILE]
 //
 // search: one supernet trained for E epochs (sandwich rule); at three latency budgets (a quarter, half and three
 // quarters of the way from the smallest to the largest architecture's predicted latency) evolution and random
 // search each evaluate K subnets on the validation split; the best evolved subnet is fine-tuned F epochs. Against
 // it, the largest architecture scaled uniformly (width x0.25, 0.5, 0.75, 1.0), each trained from scratch F epochs.
 // Everything is re-measured in one interleaved timing; test accuracy on the Fashion-MNIST test split.
-// netadapt: fashion-resnet trained E epochs, then at two budgets NetAdapt against uniform L1 channel pruning
+// netadapt: fashion-resnet trained E epochs, then at budgets (fractions of its predicted latency) NetAdapt against
+// uniform L1 channel pruning
 // brought to NetAdapt's measured latency by bisection, given the same number of fine-tuning images.
 // --json writes the rows for benchmarks/nas_summary.py, which takes mean and spread over seeds.
 #include <chrono>
@@ -67,6 +68,7 @@ struct Args {
   int64_t limit = 20000, validation = 2000, evaluations = 30;
   int epochs = 4, finetune = 2;
   uint64_t seed = 0;
+  std::vector<double> fractions = {0.9, 0.8};  ///< netadapt: budgets as fractions of the trained model's latency
 };
 
 int search_bench(const Args& a) {
@@ -219,7 +221,7 @@ int netadapt_bench(const Args& a) {
   nlohmann::json out{{"seed", a.seed}, {"base_epochs", a.epochs}, {"finetune_epochs", a.finetune},
                      {"target", table->target().str()}, {"start_predicted_ms", start},
                      {"base_test_top1", test_top1(*base, test)}};
-  for (double f : {0.9, 0.8}) {
+  for (double f : a.fractions) {
     GraphModule na = clone_module(*base);
     nas::NetAdaptOptions o;
     o.table = table;
@@ -294,6 +296,8 @@ int main(int argc, char** argv) {
   app.add_option("--finetune", a.finetune);
   app.add_option("--evaluations", a.evaluations);
   app.add_option("--seed", a.seed);
+  app.add_option("--fractions", a.fractions, "netadapt: budgets as fractions of the model's predicted latency")
+      ->delimiter(',');
   app.add_option("--json", a.json, "write the results here too (for benchmarks/nas_summary.py)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(2);

@@ -144,12 +144,15 @@ TEST_CASE("fleet simulation: a replayed measured sequence keeps slow spells toge
   CHECK(replayed.at(200.5, 0, rng) == 1);   // wraps around
   CHECK(replayed.at(50.5, 150, rng) == 1);  // offset 150 + 50.5 = 200.5
   CHECK(replayed.at(20, 90, rng) == 10);
-  ServiceTime independent = replayed;
-  independent.sequence.clear();
+  const ServiceTime independent = replayed.independent();
+  CHECK(!independent.replays());
+  CHECK(independent.median() == Approx(1));
   ServiceTime scaled = replayed;
   scaled.scale(2);
   CHECK(scaled.sequence_ms() == Approx(400));
   CHECK(scaled.median() == Approx(2));
+  CHECK(scaled.at(201, 0, rng) == 20);
+  CHECK(scaled.at(199, 0, rng) == 2);
   // 8 devices, closed loop, one executor, a negligible link: each request waits for the 7 ahead of it, so its
   // latency is about the sum of 8 consecutive service times. Replayed, a request inside the spell takes ~80 ms; drawn
   // independently (P(10 ms) = 1/11), three or more slow ones among eight happen 3-4% of the time.

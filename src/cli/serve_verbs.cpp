@@ -52,9 +52,8 @@ place::ServiceTime measure_part(const place::PlanFolder& plan, const std::string
   po.tolerance = -1;  // never settles: the whole time is measured
   std::vector<double> runs;
   time_executable(*exe, inputs, po, nullptr, &runs);
-  auto t = place::ServiceTime::from_sequence(std::move(runs));
-  if (!replay) t.sequence.clear();
-  return t;
+  const auto t = place::ServiceTime::from_sequence(std::move(runs));
+  return replay ? t : t.independent();
 }
 
 int simulate_cmd(const SimulateArgs& a) {

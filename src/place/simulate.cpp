@@ -20,7 +20,10 @@ namespace tailor::place {
 
 ServiceTime ServiceTime::fixed(double ms) {
   TAILOR_CHECK(ms >= 0 && std::isfinite(ms), "a service time must be a finite non-negative number, not ", ms);
-  return {{0, 1}, {ms, ms}};
+  ServiceTime t;
+  t.quantiles = {0, 1};
+  t.ms = {ms, ms};
+  return t;
 }
 
 ServiceTime ServiceTime::from_stats(const LatencyStats& s) {
@@ -45,33 +48,32 @@ ServiceTime ServiceTime::from_sequence(std::vector<double> runs) {
   for (double v : runs)
     TAILOR_CHECK(v > 0 && std::isfinite(v), "a measured service time must be positive and finite, not ", v);
   ServiceTime t = from_stats(LatencyStats::from_samples(runs));
-  t.sequence = std::move(runs);
+  t.sequence_ = std::move(runs);
+  double end = 0;
+  for (double v : t.sequence_) t.ends_.push_back(end += v);
   return t;
 }
 
-double ServiceTime::sequence_ms() const {
-  double total = 0;
-  for (double v : sequence) total += v;
-  return total;
+ServiceTime ServiceTime::independent() const {
+  ServiceTime t = *this;
+  t.sequence_.clear();
+  t.ends_.clear();
+  return t;
 }
 
 double ServiceTime::at(double t_ms, double offset_ms, std::mt19937_64& rng) const {
-  if (sequence.empty()) return sample(rng);
-  // The runs' start times are their cumulative sums; this walk is linear, which is fast enough for sequences of a
-  // few thousand runs and requests counted in thousands.
-  const double total = sequence_ms();
+  if (sequence_.empty()) return sample(rng);
+  const double total = ends_.back();
   double position = std::fmod(offset_ms + t_ms, total);
   if (position < 0) position += total;
-  for (double v : sequence) {
-    if (position < v) return v;
-    position -= v;
-  }
-  return sequence.back();
+  const size_t k = std::upper_bound(ends_.begin(), ends_.end(), position) - ends_.begin();
+  return sequence_[std::min(k, sequence_.size() - 1)];
 }
 
 void ServiceTime::scale(double factor) {
   for (double& v : ms) v *= factor;
-  for (double& v : sequence) v *= factor;
+  for (double& v : sequence_) v *= factor;
+  for (double& v : ends_) v *= factor;
 }
 
 double ServiceTime::sample(std::mt19937_64& rng) const {
@@ -239,7 +241,7 @@ FleetPoint simulate(const FleetScenario& s, int devices) {
   }
   // Replayed sequences: the server is one machine (its executors share its speed over time), each device its own.
   auto replay_offset = [&](const ServiceTime& t) {
-    return t.sequence.empty() ? 0.0 : std::uniform_real_distribution<double>(0, t.sequence_ms())(rng);
+    return t.replays() ? std::uniform_real_distribution<double>(0, t.sequence_ms())(rng) : 0.0;
   };
   const double cloud_offset = replay_offset(s.cloud);
   std::vector<double> edge_offset(devices);

@@ -208,6 +208,10 @@ struct NetAdaptOptions {
   train::TrainOptions short_term;  ///< brief fine-tuning of every proposal (NetAdapt's short-term)
   int64_t short_term_images = 4096;
   train::TrainOptions long_term;   ///< fine-tuning of the result (epochs 0: none)
+  /// Once the prediction meets the budget, the model is timed on the target for this long; while the measurement
+  /// is over the budget, the predicted goal is lowered by the measured/predicted ratio and pruning goes on (at most
+  /// 3 times), so that the result meets the budget when measured. 0: the prediction is trusted.
+  double remeasure_seconds = 1.0;
   std::function<void(int iteration, double predicted_ms, double accuracy, const std::string& group)> progress;
 };
 
@@ -221,6 +225,7 @@ struct NetAdaptIteration {
 
 struct NetAdaptResult {
   double start_ms = 0, predicted_ms = 0;  ///< predicted before and after
+  double measured_ms = 0;                 ///< after, timed on the target (0: not measured)
   double start_accuracy = 0, short_term_accuracy = 0, accuracy = 0;  ///< validation top-1
   std::vector<NetAdaptIteration> iterations;
   std::string json() const;

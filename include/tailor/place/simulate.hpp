@@ -22,7 +22,6 @@ namespace tailor::place {
 struct ServiceTime {
   std::vector<double> quantiles;  ///< increasing, from 0 to 1
   std::vector<double> ms;         ///< non-decreasing
-  std::vector<double> sequence;   ///< measured runs in order (ms); empty: independent draws
   static ServiceTime fixed(double ms);
   static ServiceTime from_stats(const LatencyStats& stats);
   /// Quantiles of the runs (min, p50, p90, p99, max) and the runs themselves for replay. Needs positive times.
@@ -31,9 +30,15 @@ struct ServiceTime {
   /// The replayed run at time `t_ms` of a machine whose replay started `offset_ms` into the sequence (sample()
   /// when there is no sequence).
   double at(double t_ms, double offset_ms, std::mt19937_64& rng) const;
-  double sequence_ms() const;  ///< the sequence's whole length in time
+  bool replays() const { return !sequence_.empty(); }
+  const std::vector<double>& sequence() const { return sequence_; }  ///< the measured runs in order (ms)
+  double sequence_ms() const { return ends_.empty() ? 0 : ends_.back(); }  ///< their whole length in time
+  ServiceTime independent() const;  ///< the same distribution, drawn independently (no sequence)
   double median() const;
-  void scale(double factor);   ///< every time, quantiles and sequence alike
+  void scale(double factor);  ///< every time, quantiles and sequence alike
+
+ private:
+  std::vector<double> sequence_, ends_;  // runs, and the time each ends (cumulative sums)
 };
 
 /// How requests arrive at each device: closed loop (the next one `think_ms` after the previous answer), Poisson

@@ -43,8 +43,9 @@ struct ServerOptions {
 
 /// Makes glibc's malloc keep freed memory for reuse (blocks under 32 MiB from the heap, the heap trimmed only past
 /// 256 MiB free), process-wide, once. By default every request-sized block (a 600 KB tensor) is mapped from and
-/// returned to the kernel on each request, and faulting its pages in again cost 0.5 ms per 600 KB request on this
-/// project's VM, more than gRPC's whole transport (docs/serving.md). No effect on other C libraries.
+/// returned to the kernel on each request, and faulting its pages in again cost about 0.4 ms per 600 KB request on
+/// this project's VM, as much as gRPC's whole transport (docs/serving.md). Does nothing where the C library is not
+/// glibc.
 void keep_freed_memory();
 
 /// Statistics of one model since the server started (times in ms).
