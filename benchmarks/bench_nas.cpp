@@ -3,16 +3,18 @@
 //   bench_nas search   --table T.json [--space fashion-resnet] [--limit N] [--validation V] [--epochs E]
 //                      [--finetune F] [--evaluations K] [--seed S] [--json FILE]
 //   bench_nas netadapt --table T.json [--limit N] [--validation V] [--epochs E] [--finetune F] [--seed S]
-//                      [--fractions 0.9,0.8] [--json FILE]
+//                      [--fractions 0.9,0.8] [--short-term-images I] [--json FILE]
 //
 // search: one supernet trained for E epochs (sandwich rule); at three latency budgets (a quarter, half and three
-// quarters of the way from the smallest to the largest architecture's predicted latency) evolution and random
-// search each evaluate K subnets on the validation split; the best evolved subnet is fine-tuned F epochs. Against
+// quarters of the way from the smallest to the largest architecture's predicted latency) evolution (children
+// screened by the accuracy predictor), plain evolution and random search each evaluate K subnets on the validation
+// split; the best evolved subnet is fine-tuned F epochs. Against
 // it, the largest architecture scaled uniformly (width x0.25, 0.5, 0.75, 1.0), each trained from scratch F epochs.
 // Everything is re-measured in one interleaved timing; test accuracy on the Fashion-MNIST test split.
 // netadapt: fashion-resnet trained E epochs, then at budgets (fractions of its predicted latency) NetAdapt against
-// uniform L1 channel pruning
-// brought to NetAdapt's measured latency by bisection, given the same number of fine-tuning images.
+// uniform L1 channel pruning brought to NetAdapt's measured latency by bisection. Both get F epochs' worth of
+// fine-tuning images in all: NetAdapt spends I images on each proposal and the rest (at least one epoch) on its
+// result, and uniform pruning gets exactly as many images as NetAdapt used.
 // --json writes the rows for benchmarks/nas_summary.py, which takes mean and spread over seeds.
 #include <chrono>
 #include <cmath>
@@ -59,6 +61,21 @@ ArchConfig scaled(ArchConfig a, double m) {
   return a;
 }
 
+// The training split repeated and cut to exactly `images` images: one epoch over it is `images` images of
+// fine-tuning (under one cosine schedule), so two methods can be given the same number to the image.
+data::Dataset repeated(const data::Dataset& d, int64_t images) {
+  std::vector<torch::Tensor> x, y;
+  for (int64_t left = images; left > 0; left -= d.size()) {
+    const int64_t take = std::min<int64_t>(left, d.size());
+    x.push_back(d.images.slice(0, 0, take));
+    y.push_back(d.labels.slice(0, 0, take));
+  }
+  data::Dataset out;
+  out.images = torch::cat(x);
+  out.labels = torch::cat(y);
+  return out;
+}
+
 void write_json(const std::string& file, const nlohmann::json& j) {
   if (!file.empty()) write_file_atomically(file, j.dump(2) + "\n");
 }
@@ -69,6 +86,7 @@ struct Args {
   int epochs = 4, finetune = 2;
   uint64_t seed = 0;
   std::vector<double> fractions = {0.9, 0.8};  ///< netadapt: budgets as fractions of the trained model's latency
+  int64_t short_term_images = 500;             ///< netadapt: fine-tuning of each proposal
 };
 
 int search_bench(const Args& a) {
@@ -228,15 +246,20 @@ int netadapt_bench(const Args& a) {
     o.input_shape = shape;
     o.budget_ms = f * start;
     o.short_term = train_options(1, a.seed);
-    o.short_term_images = 2000;
-    o.long_term = train_options(a.finetune, a.seed);
+    o.short_term_images = a.short_term_images;
+    o.long_term = train_options(0, a.seed);  // below, with what the proposals left of the budget
     o.progress = [](int it, double ms, double acc, const std::string& g) {
       std::fprintf(stderr, "  netadapt %d: %s -> %.3f ms, validation %.2f%%\n", it, g.c_str(), ms, 100 * acc);
     };
     const auto r = nas::netadapt(*na, split.train, split.validation, o);
     int64_t proposals = 0;
     for (const auto& it : r.iterations) proposals += it.proposals;
-    const int64_t images = proposals * o.short_term_images + a.finetune * split.train.size();
+    const int64_t n = split.train.size();
+    const int64_t proposal_images = proposals * o.short_term_images;
+    // What the proposals left of the budget (at least one epoch) goes to the result's long-term fine-tuning.
+    const int64_t long_term = std::max<int64_t>(n, a.finetune * n - proposal_images);
+    train::finetune(na, repeated(split.train, long_term), nullptr, train_options(1, a.seed));
+    const int64_t images = proposal_images + long_term;
     const double na_ms = nas::measure_latency({na}, {shape}, table->target(), 3.0)[0];
     // Uniform L1 pruning at the ratio whose measured latency matches NetAdapt's, fine-tuned on as many images.
     double lo = 0, hi = 0.9;
@@ -256,14 +279,12 @@ int netadapt_bench(const Args& a) {
       po.ratio = hi;
       prune_channels(*uni, {shape}, po);
     }
-    train::TrainOptions ft = train_options(1, a.seed);
-    ft.epochs = static_cast<int>(std::max<int64_t>(1, std::lround(static_cast<double>(images) / split.train.size())));
-    train::finetune(uni, split.train, nullptr, ft);
+    train::finetune(uni, repeated(split.train, images), nullptr, train_options(1, a.seed));
     const auto both = nas::measure_latency({na, uni}, {shape, shape}, table->target(), 3.0);
     const double na_top1 = test_top1(*na, test), uni_top1 = test_top1(*uni, test);
     std::printf("| %.3f | NetAdapt (%zu iterations) | %.3f | %lld | %.2f%% |\n", o.budget_ms, r.iterations.size(),
                 both[0], static_cast<long long>(images), 100 * na_top1);
-    const int64_t uni_images = ft.epochs * split.train.size();
+    const int64_t uni_images = images;
     std::printf("| %.3f | uniform L1 ratio %.3f | %.3f | %lld | %.2f%% |\n", o.budget_ms, hi, both[1],
                 static_cast<long long>(uni_images), 100 * uni_top1);
     std::fflush(stdout);
@@ -271,6 +292,11 @@ int netadapt_bench(const Args& a) {
                               {"iterations", r.iterations.size()},
                               {"netadapt_ms", both[0]},
                               {"netadapt_images", images},
+                              {"netadapt_proposal_images", proposal_images},
+                              {"netadapt_long_term_images", long_term},
+                              {"netadapt_predicted_ms", r.predicted_ms},
+                              {"netadapt_check_measured_ms", r.measured_ms},
+                              {"netadapt_check_machine_slowdown", r.machine_slowdown},
                               {"netadapt_test_top1", na_top1},
                               {"uniform_ratio", hi},
                               {"uniform_ms", both[1]},
@@ -298,6 +324,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", a.seed);
   app.add_option("--fractions", a.fractions, "netadapt: budgets as fractions of the model's predicted latency")
       ->delimiter(',');
+  app.add_option("--short-term-images", a.short_term_images, "netadapt: fine-tuning images per proposal");
   app.add_option("--json", a.json, "write the results here too (for benchmarks/nas_summary.py)");
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(2);

@@ -351,6 +351,14 @@ TEST_CASE("nas: NetAdapt meets a latency budget on a trained model", "[nas][late
   CHECK(r.predicted_ms <= o.budget_ms);
   CHECK(r.measured_ms > 0);  // timed on the target after the prediction met the budget
   CHECK(nlohmann::json::parse(r.json()).at("measured_ms").get<double>() == r.measured_ms);
+  // The check divides out the machine's state, timed by the table's reference model around the measurement.
+  if (table->reference_ms() > 0) {
+    CHECK(r.machine_slowdown > 0.25);
+    CHECK(r.machine_slowdown < 4);
+  } else {
+    CHECK(r.machine_slowdown == 1);
+  }
+  CHECK(nlohmann::json::parse(r.json()).at("machine_slowdown").get<double>() == r.machine_slowdown);
   CHECK_FALSE(r.iterations.empty());
   for (const auto& it : r.iterations) CHECK(it.channels_after < it.channels_before);
   CHECK(analyze(*m, {{1, 1, 28, 28}}).macs < macs_before);

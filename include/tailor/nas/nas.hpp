@@ -200,17 +200,19 @@ struct NetAdaptOptions {
   std::shared_ptr<const latency::Model> table;  ///< of the target
   std::vector<int64_t> input_shape;             ///< batch 1
   /// Each iteration cuts the predicted latency by this fraction of the starting latency (NetAdapt's resource
-  /// reduction schedule), or less when that reaches the budget.
+  /// reduction schedule), or less when that reaches the budget; when no single channel group can reach the cut,
+  /// it is halved (up to three times) before one group is cut as far as max_ratio allows.
   double step = 0.1;
   int64_t round_to = 1;       ///< kept channel counts are multiples of this
   double max_ratio = 0.9;     ///< no group loses more than this fraction of its channels in total
   int max_iterations = 30;
   train::TrainOptions short_term;  ///< brief fine-tuning of every proposal (NetAdapt's short-term)
-  int64_t short_term_images = 4096;
+  int64_t short_term_images = 500;  ///< each proposal is fine-tuned on this many images (once)
   train::TrainOptions long_term;   ///< fine-tuning of the result (epochs 0: none)
-  /// Once the prediction meets the budget, the model is timed on the target for this long; while the measurement
-  /// is over the budget, the predicted goal is lowered by the measured/predicted ratio and pruning goes on (at most
-  /// 3 times), so that the result meets the budget when measured. 0: the prediction is trusted.
+  /// Once the prediction meets the budget, the model is timed on the target for this long (between two timings
+  /// of the table's reference model, which divide out a slow spell of the machine); while the measurement is over
+  /// the budget, the predicted goal is lowered by the measured/predicted ratio and pruning goes on (at most 3
+  /// times), so that the result meets the budget when measured. 0: the prediction is trusted.
   double remeasure_seconds = 1.0;
   std::function<void(int iteration, double predicted_ms, double accuracy, const std::string& group)> progress;
 };
@@ -226,6 +228,9 @@ struct NetAdaptIteration {
 struct NetAdaptResult {
   double start_ms = 0, predicted_ms = 0;  ///< predicted before and after
   double measured_ms = 0;                 ///< after, timed on the target (0: not measured)
+  /// The table's reference model timed around that measurement, over its time in the table (1: no reference):
+  /// above 1 the machine was slower than usual; the budget is checked against measured_ms / machine_slowdown.
+  double machine_slowdown = 1;
   double start_accuracy = 0, short_term_accuracy = 0, accuracy = 0;  ///< validation top-1
   std::vector<NetAdaptIteration> iterations;
   std::string json() const;

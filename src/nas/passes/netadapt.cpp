@@ -81,6 +81,7 @@ class NetAdaptPass : public train::detail::TrainingPass {
     context.stat("start_ms", r.start_ms);
     context.stat("predicted_ms", r.predicted_ms);
     context.stat("measured_ms", r.measured_ms);
+    context.stat("machine_slowdown", r.machine_slowdown);
     context.stat("start_validation_top1", r.start_accuracy);
     context.stat("short_term_validation_top1", r.short_term_accuracy);
     context.stat("validation_top1", r.accuracy);
