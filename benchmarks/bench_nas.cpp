@@ -118,8 +118,9 @@ int search_bench(const Args& a) {
   struct Row {
     std::string name;
     ArchConfig config;
-    double budget = 0, predicted = 0, val_evo = 0, val_random = 0, test_extracted = 0, test = 0, search_s = 0,
-           max_ratio = 0;
+    double budget = 0, predicted = 0, val_evo = 0, val_plain = 0, val_random = 0, test_extracted = 0, test = 0,
+           search_s = 0, max_ratio = 0, predictor_rmse = 0;
+    int screened = 0;
     GraphModule module{nullptr};
   };
   std::vector<Row> rows;
@@ -137,16 +138,23 @@ int search_bench(const Args& a) {
     t0 = std::chrono::steady_clock::now();
     const auto evo = nas::search(sp, k, evaluate, o);
     r.search_s = seconds_since(t0);
+    o.screen = 0;
+    const auto plain = nas::search(sp, k, evaluate, o);
     o.algorithm = "random";
     const auto rnd = nas::search(sp, k, evaluate, o);
     r.config = evo.best().config;
     r.predicted = evo.best().predicted_ms[0];
     r.val_evo = evo.best().accuracy;
     r.val_random = rnd.best().accuracy;
+    r.val_plain = plain.best().accuracy;
+    r.screened = evo.screened;
+    r.predictor_rmse = evo.predictor_loo_rmse;
     r.max_ratio = evo.max_measured_over_predicted;
-    std::printf("budget %.3f ms: evolution %.2f%% (%s), random %.2f%%; measured/predicted up to %.2f; %zu over "
-                "budget when measured; search %.0f s\n",
-                r.budget, 100 * r.val_evo, r.config.str().c_str(), 100 * r.val_random,
+    std::printf("budget %.3f ms: evolution %.2f%% (%s; %d mutants screened, predictor error %.2f points), "
+                "plain evolution %.2f%%, random %.2f%%; measured/predicted up to %.2f; %zu over budget when measured; "
+                "search %.0f s\n",
+                r.budget, 100 * r.val_evo, r.config.str().c_str(), r.screened, 100 * r.predictor_rmse,
+                100 * r.val_plain, 100 * r.val_random,
                 evo.max_measured_over_predicted, evo.over_budget.size(), r.search_s);
     std::fflush(stdout);
     r.module = nas::subnet(net, r.config, split.train, 8);
@@ -205,6 +213,9 @@ int search_bench(const Args& a) {
                               {"measured_ms", measured[i]},
                               {"validation_evolution", r.val_evo},
                               {"validation_random", r.val_random},
+                              {"validation_plain_evolution", r.val_plain},
+                              {"screened", r.screened},
+                              {"predictor_loo_rmse", r.predictor_rmse},
                               {"test_extracted", r.test_extracted},
                               {"test_top1", r.test},
                               {"search_seconds", r.search_s},

@@ -231,9 +231,10 @@ TEST_CASE("nas: evolution and random search under a MACs budget", "[nas]") {
     for (const auto& st : a.stages) s += std::log(static_cast<double>(st.width * st.depth * st.expand * st.kernel));
     return s / 30.0;
   };
-  auto run = [&](const std::string& algorithm, uint64_t seed, const std::string& state = "") {
+  auto run = [&](const std::string& algorithm, uint64_t seed, const std::string& state = "", int screen = 16) {
     nas::SearchOptions o;
     o.algorithm = algorithm;
+    o.screen = screen;
     o.evaluations = 40;
     o.population = 10;
     o.tournament = 3;
@@ -241,10 +242,17 @@ TEST_CASE("nas: evolution and random search under a MACs budget", "[nas]") {
     o.state = state;
     return nas::search(sp, k, score, o);
   };
-  double evolution = 0, random = 0;
+  double evolution = 0, plain = 0, random = 0;
   for (uint64_t seed = 1; seed <= 3; ++seed) {
     const auto e = run("evolution", seed);
+    const auto p = run("evolution", seed, "", 0);
     const auto r = run("random", seed);
+    // Every child was the predictor's pick of up to 16 feasible mutants not evaluated yet.
+    CHECK(e.screened > 30);
+    CHECK(e.predictor_loo_rmse > 0);
+    CHECK(p.screened == 0);
+    CHECK(r.screened == 0);
+    plain += p.best().accuracy;
     CHECK(e.evaluated.size() == 40);
     CHECK(r.evaluated.size() == 40);
     for (const auto* res : {&e, &r}) {
@@ -261,6 +269,7 @@ TEST_CASE("nas: evolution and random search under a MACs budget", "[nas]") {
     random += r.best().accuracy;
   }
   CHECK(evolution > random);
+  CHECK(evolution >= plain);
 
   // Resume: the same search from its state file evaluates nothing again and ends the same.
   const std::string state = nas_tmp("search-state.json");
@@ -279,6 +288,44 @@ TEST_CASE("nas: evolution and random search under a MACs budget", "[nas]") {
   CHECK_THAT(expect_error([&] { nas::search(sp, impossible, score, {}); }),
              Catch::Contains("no architecture of search space 'fashion-mobilenet' meets MACs <= 10") &&
                  Catch::Contains(sp.smallest().str()));
+}
+
+TEST_CASE("nas: the accuracy predictor learns a known objective and ranks unseen subnets", "[nas]") {
+  const SearchSpace sp = SearchSpace::named("fashion-resnet");
+  std::mt19937_64 rng(3);
+  // Accuracy linear in the first stage's depth and log MACs: ridge regression on the features recovers it.
+  auto truth = [](const nas::Candidate& c) {
+    return 0.3 + 0.02 * static_cast<double>(c.config.stages[0].depth) + 0.01 * std::log(c.macs);
+  };
+  std::vector<nas::Candidate> seen, unseen;
+  for (int i = 0; i < 40; ++i) {
+    nas::Candidate c = nas::describe(sp, sp.sample(rng), {});
+    c.accuracy = truth(c);
+    (i < 25 ? seen : unseen).push_back(c);
+  }
+  nas::AccuracyPredictor p;
+  CHECK_FALSE(p.fitted());
+  CHECK_THAT(expect_error([&] { p.predict(seen[0]); }), Catch::Contains("not fitted"));
+  CHECK_THAT(expect_error([&] { p.fit({seen[0], seen[1]}); }), Catch::Contains("at least 3 evaluated subnets, got 2"));
+  p.fit(seen);
+  CHECK(p.fitted());
+  CHECK(p.loo_rmse() < 0.005);
+  CHECK(p.ridge() > 0);
+  int concordant = 0, pairs = 0;
+  for (const auto& c : unseen) CHECK(p.predict(c) == Approx(truth(c)).margin(0.01));
+  for (size_t i = 0; i < unseen.size(); ++i)
+    for (size_t j = i + 1; j < unseen.size(); ++j) {
+      const double dt = truth(unseen[i]) - truth(unseen[j]);
+      if (std::abs(dt) < 1e-9) continue;
+      ++pairs;
+      concordant += (p.predict(unseen[i]) - p.predict(unseen[j])) * dt > 0;
+    }
+  CHECK(concordant >= 0.9 * pairs);
+  // Noise it cannot explain shows as leave-one-out error, not as a perfect fit.
+  std::normal_distribution<double> noise(0, 0.02);
+  for (auto& c : seen) c.accuracy = truth(c) + noise(rng);
+  p.fit(seen);
+  CHECK(p.loo_rmse() > 0.01);
 }
 
 TEST_CASE("nas: latency budgets are predicted and then checked by measurement", "[nas][latency]") {

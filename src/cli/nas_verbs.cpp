@@ -15,7 +15,7 @@ struct SearchArgs {
   std::vector<double> latency_ms;
   std::vector<std::string> targets, tables;
   double table_minutes = 0, macs = 0, params = 0, lr = 0;
-  int64_t epochs = 0, limit = 0, validation = 0, evaluations = 0, population = 0, seed = 0, batch_size = 0;
+  int64_t epochs = 0, limit = 0, validation = 0, evaluations = 0, population = 0, screen = 0, seed = 0, batch_size = 0;
   bool json = false, quiet = false, print_pipeline = false;
 };
 
@@ -42,6 +42,7 @@ void add_nas_verbs(CLI::App& app, std::vector<std::function<int()>>& actions) {
   verb->add_option("--algorithm", a->algorithm, pass_help("nas-search", "algorithm"));
   verb->add_option("--evaluations", a->evaluations, pass_help("nas-search", "evaluations"));
   verb->add_option("--population", a->population, pass_help("nas-search", "population"));
+  verb->add_option("--screen", a->screen, pass_help("nas-search", "screen"));
   verb->add_option("--seed", a->seed, "seed of the supernet's training and of the search");
   verb->add_option("--state", a->state, "search state file, resumed when present (default <output>.search.json)");
   verb->add_option("-o,--output", a->output, "the best subnet's .pt file (written when complete)")->required();
@@ -79,6 +80,7 @@ void add_nas_verbs(CLI::App& app, std::vector<std::function<int()>>& actions) {
         .from(verb, "--algorithm", "algorithm", a->algorithm)
         .from(verb, "--evaluations", "evaluations", a->evaluations)
         .from(verb, "--population", "population", a->population)
+        .from(verb, "--screen", "screen", a->screen)
         .from(verb, "--limit", "limit", a->limit)
         .from(verb, "--validation", "validation", a->validation)
         .from(verb, "--seed", "seed", a->seed);

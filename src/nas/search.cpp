@@ -6,10 +6,12 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
 
+#include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -190,10 +192,86 @@ std::string SearchResult::json() const {
                       {"over_budget", list(over_budget)},
                       {"evaluated", list(evaluated)},
                       {"max_measured_over_predicted", max_measured_over_predicted},
+                      {"screened", screened},
+                      {"predictor_loo_rmse", predictor_loo_rmse},
                       {"resumed", resumed},
                       {"seconds", seconds}};
   if (!front.empty()) j["best"] = nlohmann::json::parse(front.front().json());
   return j.dump(2);
+}
+
+std::vector<double> AccuracyPredictor::features(const Candidate& c) const {
+  const ArchConfig& a = c.config;
+  std::vector<double> f{static_cast<double>(a.resolution), static_cast<double>(a.stem), static_cast<double>(a.head)};
+  for (size_t i = 0; i < stages_; ++i) {
+    if (i < a.stages.size()) {
+      const auto& st = a.stages[i];
+      for (int64_t v : {st.depth, st.width, st.kernel, st.expand}) f.push_back(static_cast<double>(v));
+    } else {
+      f.insert(f.end(), 4, 0.0);
+    }
+  }
+  f.push_back(std::log(std::max(1.0, c.macs)));
+  f.push_back(std::log(std::max(1.0, c.params)));
+  return f;
+}
+
+void AccuracyPredictor::fit(const std::vector<Candidate>& evaluated) {
+  std::vector<const Candidate*> known;
+  for (const auto& c : evaluated)
+    if (c.accuracy >= 0) known.push_back(&c);
+  TAILOR_CHECK(known.size() >= 3, "the accuracy predictor needs at least 3 evaluated subnets, got ", known.size());
+  stages_ = 0;
+  for (const Candidate* c : known) stages_ = std::max(stages_, c->config.stages.size());
+  const auto n = static_cast<Eigen::Index>(known.size());
+  const auto dims = static_cast<Eigen::Index>(features(*known.front()).size());
+  Eigen::MatrixXd x(n, dims);
+  Eigen::VectorXd y(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const auto f = features(*known[i]);
+    for (Eigen::Index j = 0; j < dims; ++j) x(i, j) = f[j];
+    y(i) = known[i]->accuracy;
+  }
+  mean_.assign(dims, 0);
+  scale_.assign(dims, 1);
+  for (Eigen::Index j = 0; j < dims; ++j) {
+    mean_[j] = x.col(j).mean();
+    const double sd = std::sqrt((x.col(j).array() - mean_[j]).square().mean());
+    // A choice that never varied tells nothing: its column is zero, whatever value a new candidate has.
+    scale_[j] = sd > 1e-12 ? sd : std::numeric_limits<double>::infinity();
+    x.col(j) = (x.col(j).array() - mean_[j]) / scale_[j];
+  }
+  intercept_ = y.mean();
+  const Eigen::VectorXd centred = y.array() - intercept_;
+  // Leave-one-out residuals of ridge regression in closed form: e_i = r_i / (1 - h_ii), with the intercept's 1/n.
+  loo_rmse_ = std::numeric_limits<double>::infinity();
+  for (double ridge : {0.01, 0.1, 1.0, 10.0, 100.0}) {
+    const Eigen::MatrixXd a = x.transpose() * x + ridge * Eigen::MatrixXd::Identity(dims, dims);
+    const Eigen::LDLT<Eigen::MatrixXd> solver(a);
+    const Eigen::VectorXd w = solver.solve(x.transpose() * centred);
+    const Eigen::MatrixXd ax = solver.solve(x.transpose());
+    double sum = 0;
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const double h = x.row(i).dot(ax.col(i)) + 1.0 / static_cast<double>(n);
+      const double r = centred(i) - x.row(i).dot(w);
+      const double e = r / std::max(1e-6, 1 - h);
+      sum += e * e;
+    }
+    const double rmse = std::sqrt(sum / static_cast<double>(n));
+    if (rmse < loo_rmse_) {
+      loo_rmse_ = rmse;
+      ridge_ = ridge;
+      weights_.assign(w.data(), w.data() + dims);
+    }
+  }
+}
+
+double AccuracyPredictor::predict(const Candidate& c) const {
+  TAILOR_CHECK(fitted(), "the accuracy predictor is not fitted");
+  const auto f = features(c);
+  double out = intercept_;
+  for (size_t j = 0; j < weights_.size() && j < f.size(); ++j) out += weights_[j] * (f[j] - mean_[j]) / scale_[j];
+  return out;
 }
 
 namespace {
@@ -306,7 +384,8 @@ SearchResult search(const SearchSpace& space, const Constraints& constraints, co
   const std::string key = space.to_json() + "|" + constraints.str() + "|" + o.algorithm + "|" +
                           std::to_string(o.evaluations) + "|" + std::to_string(o.population) + "|" +
                           std::to_string(o.tournament) + "|" + detail::print_number(o.mutation) + "|" +
-                          std::to_string(o.seed);
+                          std::to_string(o.seed) + (o.algorithm == "evolution" && o.screen > 1
+                                                        ? "|screen " + std::to_string(o.screen) : std::string());
   SearchState state(o.state, key);
   SearchResult result;
   std::set<std::string> seen;
@@ -364,15 +443,41 @@ SearchResult search(const SearchSpace& space, const Constraints& constraints, co
       if (!c) infeasible(std::to_string(o.max_tries) + " random draws missed it");
       population.push_back(evaluate_one(*c));
     }
-    while (static_cast<int>(result.evaluated.size()) < o.evaluations && draws < max_draws) {
+    auto tournament_winner = [&]() -> ArchConfig {
       std::vector<size_t> idx(population.size());
       for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
       std::shuffle(idx.begin(), idx.end(), rng);
       const Candidate* parent = &population[idx[0]];
       for (int t = 1; t < o.tournament && t < static_cast<int>(idx.size()); ++t)
         if (population[idx[t]].accuracy > parent->accuracy) parent = &population[idx[t]];
-      const ArchConfig parent_config = parent->config;
-      const Candidate* child = fresh_or_any([&] { return space.mutate(parent_config, rng, o.mutation); });
+      return parent->config;
+    };
+    AccuracyPredictor predictor;
+    while (static_cast<int>(result.evaluated.size()) < o.evaluations && draws < max_draws) {
+      const Candidate* child = nullptr;
+      if (o.screen > 1 && result.evaluated.size() >= 3) {
+        // Many children are proposed and only the one the predictor ranks first is evaluated: a supernet's
+        // evaluation costs seconds, a latency prediction milliseconds.
+        predictor.fit(result.evaluated);
+        result.predictor_loo_rmse = predictor.loo_rmse();
+        double best = -std::numeric_limits<double>::infinity();
+        for (int k = 0; k < o.screen; ++k) {
+          const ArchConfig parent_config = tournament_winner();
+          const Candidate* c = draw([&] { return space.mutate(parent_config, rng, o.mutation); });
+          ++draws;
+          if (!c || seen.count(c->config.str())) continue;
+          ++result.screened;
+          const double predicted = predictor.predict(*c);
+          if (predicted > best) {
+            best = predicted;
+            child = c;
+          }
+        }
+      }
+      if (!child) {
+        const ArchConfig parent_config = tournament_winner();
+        child = fresh_or_any([&] { return space.mutate(parent_config, rng, o.mutation); });
+      }
       if (!child) child = fresh_or_any(random_config);
       if (!child) infeasible(std::to_string(o.max_tries) + " draws missed it");
       population.push_back(evaluate_one(*child));

@@ -160,6 +160,10 @@ struct SearchOptions {
   int population = 20;                  ///< evolution: the population's size (the first ones are random)
   int tournament = 5;                   ///< evolution: the parent is the best of this many members (at most all)
   double mutation = 0.2;                ///< probability that each choice is re-drawn in a child
+  /// Evolution: each child is the most promising of this many feasible mutants (each from its own tournament's
+  /// parent), ranked by an AccuracyPredictor fitted on every subnet evaluated so far; screening costs predictions
+  /// of latency, not evaluations. 0 or 1: the first mutant, as plain regularized evolution.
+  int screen = 16;
   int max_tries = 300;                  ///< draws per candidate before giving up on the budget
   uint64_t seed = 0;
   /// JSON file of the evaluations so far, rewritten after each; a run with the same space, constraints and
@@ -170,6 +174,26 @@ struct SearchOptions {
   std::function<void(int done, int total, double seconds_left, const Candidate& last)> progress;
 };
 
+/// Accuracy predicted from a configuration, trained on evaluated subnets: ridge regression over the choices (per
+/// stage depth, width, kernel and expansion; stem, head, resolution) and log MACs and parameters, standardized,
+/// with the ridge strength picked by leave-one-out error. Few evaluations are enough to rank children by (larger
+/// subnets of a supernet are more accurate, and which choices buy the most accuracy per latency shows early).
+class AccuracyPredictor {
+ public:
+  /// Fits on candidates with an accuracy (at least 3 of them; fails otherwise).
+  void fit(const std::vector<Candidate>& evaluated);
+  bool fitted() const { return !weights_.empty(); }
+  double predict(const Candidate& candidate) const;
+  double ridge() const { return ridge_; }                ///< the strength chosen
+  double loo_rmse() const { return loo_rmse_; }          ///< its leave-one-out error (accuracy as a fraction)
+
+ private:
+  std::vector<double> features(const Candidate& c) const;
+  size_t stages_ = 0;
+  std::vector<double> mean_, scale_, weights_;
+  double intercept_ = 0, ridge_ = 0, loo_rmse_ = 0;
+};
+
 struct SearchResult {
   std::vector<Candidate> evaluated;  ///< in evaluation order
   /// Pareto front of accuracy against the first budget's latency (or MACs without one), most accurate first;
@@ -178,6 +202,8 @@ struct SearchResult {
   std::vector<Candidate> over_budget;
   double max_measured_over_predicted = 0;  ///< over re-measured members and targets
   int resumed = 0;                         ///< evaluations taken from the state file
+  int screened = 0;                        ///< evolution: mutants ranked by the accuracy predictor, in all
+  double predictor_loo_rmse = 0;           ///< the predictor's leave-one-out error at its last fit (0: not used)
   double seconds = 0;
   const Candidate& best() const;  ///< the front's most accurate member; fails when the front is empty
   std::string json() const;

@@ -25,6 +25,8 @@ class NasSearchPass : public Pass {
   Option<int64_t> population{this, "population", SearchOptions{}.population, "evolution: population size"};
   Option<int64_t> tournament{this, "tournament", SearchOptions{}.tournament, "evolution: tournament size"};
   Option<double> mutation{this, "mutation", SearchOptions{}.mutation, "evolution: probability each choice changes"};
+  Option<int64_t> screen{this, "screen", SearchOptions{}.screen,
+                         "evolution: mutants ranked by an accuracy predictor for each one evaluated (0: none)"};
   Option<int64_t> seed{this, "seed", 0, "search seed"};
   Option<std::string> state{this, "state", "", "file of the evaluations so far; a rerun resumes from it"};
   Option<bool> remeasure{this, "remeasure", true, "time the front on each target and drop members over budget"};
@@ -59,6 +61,7 @@ class NasSearchPass : public Pass {
     o.population = static_cast<int>(*population);
     o.tournament = static_cast<int>(*tournament);
     o.mutation = mutation;
+    o.screen = static_cast<int>(*screen);
     o.seed = static_cast<uint64_t>(*seed);
     o.state = state;
     o.remeasure = remeasure;
