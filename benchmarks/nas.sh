@@ -15,7 +15,9 @@ SEEDS=${SEEDS:-0 1 2}
 NETADAPT_SEEDS=${NETADAPT_SEEDS:-$SEEDS}
 NETADAPT_FINETUNE=${NETADAPT_FINETUNE:-4}  # epochs of fine-tuning in all, for NetAdapt and uniform pruning alike
 SHORT_TERM_IMAGES=${SHORT_TERM_IMAGES:-500}
-FRACTIONS=${FRACTIONS:-0.9,0.8,0.6,0.45}
+NETADAPT_STEP=${NETADAPT_STEP:-0.05}
+FRACTIONS=${FRACTIONS:-0.7,0.55,0.45}
+JUDGE=${JUDGE---judge-as-cut}  # JUDGE= (empty): every proposal fine-tuned before it is judged (NetAdapt's own way)
 mkdir -p "$OUT"
 lscpu | grep -E 'Model name' > "$OUT/cpu.txt"; grep -o -w -E 'avx2|fma|avx512[a-z_]*|avx_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ' >> "$OUT/cpu.txt"
 [ -f "$OUT/table-fashion-resnet.json" ] ||
@@ -34,6 +36,6 @@ for seed in $NETADAPT_SEEDS; do
   [ -f "$OUT/netadapt-$seed.json" ] && continue
   "$BUILD/benchmarks/bench_nas" netadapt --table "$OUT/table-fashion-resnet-pruned.json" --limit "$LIMIT" \
     --validation "$VALIDATION" --epochs "$EPOCHS" --finetune "$NETADAPT_FINETUNE" --fractions "$FRACTIONS" \
-    --short-term-images "$SHORT_TERM_IMAGES" --seed "$seed" --json "$OUT/netadapt-$seed.json" 2> "$OUT/netadapt-$seed.log" | tee "$OUT/netadapt-$seed.md"
+    --short-term-images "$SHORT_TERM_IMAGES" --step "$NETADAPT_STEP" $JUDGE --seed "$seed" --json "$OUT/netadapt-$seed.json" 2> "$OUT/netadapt-$seed.log" | tee "$OUT/netadapt-$seed.md"
 done
 python3 "$(dirname "$0")/nas_summary.py" "$OUT" | tee "$OUT/summary.md"

@@ -91,6 +91,9 @@ def netadapt_summary(runs):
     slower = [(r["seed"], x["budget_ms"]) for r in runs for x in r["budgets"] if x["uniform_ms"] < 0.95 * x["netadapt_ms"]]
     if slower:
         print(f"uniform pruning ran more than 5% faster than NetAdapt (no ratio in between was found) at: {slower}")
+    faster = [(r["seed"], x["budget_ms"]) for r in runs for x in r["budgets"] if x["netadapt_ms"] < 0.95 * x["uniform_ms"]]
+    if faster:
+        print(f"NetAdapt ran more than 5% faster than uniform pruning at: {faster}")
     print()
 
 

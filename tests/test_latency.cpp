@@ -366,6 +366,38 @@ TEST_CASE("a real table builds adaptively, saves, reloads to the same prediction
   CHECK(resumed.models()[0].name == model.models()[0].name);
 }
 
+TEST_CASE("a model workload draws uniform and per-group channel cuts, deterministically") {
+  latency::Workload w;
+  w.models = {"fashion-resnet"};
+  w.model_input = {1, 1, 28, 28};
+  std::map<std::string, int64_t> full;
+  for (const ChannelGroup& g : channel_groups(*models::capture_model("fashion-resnet"), {w.model_input}))
+    if (g.prunable) full[g.producers.front()] = g.channels;
+  int per_group = 0, uniform = 0, unbalanced = 0;
+  for (int64_t i = 0; i < 24; ++i) {
+    latency::WorkloadItem item = latency::draw(w, 3, i);
+    CHECK(latency::draw(w, 3, i).name == item.name);
+    if (item.name.find("per group") != std::string::npos) {
+      ++per_group;
+      // Kept fractions of the groups spread out: the point of these variants.
+      double lo = 1, hi = 0;
+      for (const ChannelGroup& g : channel_groups(*item.module, {w.model_input})) {
+        if (!g.prunable || !full.count(g.producers.front())) continue;
+        const double kept = static_cast<double>(g.channels) / static_cast<double>(full[g.producers.front()]);
+        lo = std::min(lo, kept);
+        hi = std::max(hi, kept);
+      }
+      if (hi - lo > 0.3) ++unbalanced;
+    } else {
+      ++uniform;
+    }
+    CHECK(item.module->forward(torch::zeros({1, 1, 28, 28})).sizes() == std::vector<int64_t>{1, 10});
+  }
+  CHECK(per_group >= 4);
+  CHECK(uniform >= 4);
+  CHECK(unbalanced >= per_group / 2);
+}
+
 TEST_CASE("int8 targets quantize the variants and run int8 kernels") {
   const latency::Target t = latency::Target::here("onednn-cpu", 1, "int8");
   GraphModule m = latency::prepare_for_target(models::capture_model("fashion-cnn"), {1, 1, 28, 28}, t);

@@ -407,8 +407,24 @@ TEST_CASE("nas: NetAdapt meets a latency budget on a trained model", "[nas][late
   }
   CHECK(nlohmann::json::parse(r.json()).at("machine_slowdown").get<double>() == r.machine_slowdown);
   CHECK_FALSE(r.iterations.empty());
-  for (const auto& it : r.iterations) CHECK(it.channels_after < it.channels_before);
+  for (const auto& it : r.iterations) {
+    CHECK(it.channels_after < it.channels_before);
+    // Proposals are timed beside the current model; at least one is always kept.
+    CHECK(it.dropped < it.proposals);
+    if (it.proposals > 1) CHECK(it.measured_ms > 0);
+  }
   CHECK(analyze(*m, {{1, 1, 28, 28}}).macs < macs_before);
+  // Judged as cut, only the kept proposal is fine-tuned; the budget is met all the same.
+  {
+    GraphModule again = clone_module(*m);
+    nas::NetAdaptOptions cut = o;
+    cut.fine_tune_every_proposal = false;
+    cut.budget_ms = 0.93 * r.predicted_ms;
+    const auto r2 = nas::netadapt(*again, split.train, split.validation, cut);
+    CHECK(r2.predicted_ms <= cut.budget_ms);
+    CHECK_FALSE(r2.iterations.empty());
+    CHECK(nlohmann::json::parse(r2.json()).at("iterations").at(0).contains("dropped"));
+  }
   CHECK(m->forward(torch::zeros({2, 1, 28, 28})).sizes() == std::vector<int64_t>{2, 10});
   // A budget no pruning reaches fails and leaves the model as it was.
   GraphModule before = clone_module(*m);

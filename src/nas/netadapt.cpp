@@ -21,8 +21,10 @@ std::string NetAdaptResult::json() const {
                    {"channels_before", i.channels_before},
                    {"channels_after", i.channels_after},
                    {"predicted_ms", i.predicted_ms},
+                   {"measured_ms", i.measured_ms},
                    {"accuracy", i.accuracy},
-                   {"proposals", i.proposals}});
+                   {"proposals", i.proposals},
+                   {"dropped", i.dropped}});
   nlohmann::json j = {{"start_ms", start_ms},
                       {"predicted_ms", predicted_ms},
                       {"measured_ms", measured_ms},
@@ -74,6 +76,38 @@ void measure_in_usual_state(const GraphModule& work, const std::vector<std::vect
   result.machine_slowdown = reference ? 0.5 * (before + after) / o.table->reference_ms() : 1.0;
 }
 
+struct ProposalTimes {
+  std::vector<bool> keep;
+  std::vector<double> ms;  ///< each proposal's measured p50 (empty: not timed)
+};
+
+// Times the current model and its proposals interleaved and keeps the proposals whose measured cut is at least
+// half the predicted one (in the current model's measured scale); when none is, the one that cut most.
+ProposalTimes time_proposals(const GraphModule& current, const std::vector<GraphModule>& proposals,
+                             double current_predicted_ms, const std::vector<double>& predicted_ms,
+                             const std::vector<std::vector<int64_t>>& shapes, const NetAdaptOptions& o) {
+  ProposalTimes t;
+  t.keep.assign(proposals.size(), true);
+  if (o.proposal_seconds <= 0 || proposals.size() < 2) return t;
+  std::vector<GraphModule> modules{current};
+  modules.insert(modules.end(), proposals.begin(), proposals.end());
+  const std::vector<double> ms = measure_latency(modules, std::vector<std::vector<int64_t>>(modules.size(), shapes[0]),
+                                                 o.table->target(), o.proposal_seconds);
+  t.ms.assign(ms.begin() + 1, ms.end());
+  const double scale = ms[0] / current_predicted_ms;
+  size_t most = 0;
+  bool any = false;
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    const double cut = ms[0] - t.ms[i];
+    const double promised = (current_predicted_ms - predicted_ms[i]) * scale;
+    t.keep[i] = cut >= 0.5 * promised;
+    any = any || t.keep[i];
+    if (cut > ms[0] - t.ms[most]) most = i;
+  }
+  if (!any) t.keep[most] = true;
+  return t;
+}
+
 }  // namespace
 
 NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set, const data::Dataset& validation,
@@ -84,8 +118,8 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
   TAILOR_CHECK(o.step > 0 && o.step < 1, "netadapt: step must be in (0, 1), got ", o.step);
   TAILOR_CHECK(o.max_ratio > 0 && o.max_ratio < 1, "netadapt: max_ratio must be in (0, 1), got ", o.max_ratio);
   TAILOR_CHECK(o.round_to >= 1, "netadapt: round_to must be >= 1");
-  TAILOR_CHECK(o.short_term_images > 0 && o.short_term_images <= train_set.size(), "netadapt: short_term_images (",
-               o.short_term_images, ") must be in 1..", train_set.size(), " (the training data)");
+  TAILOR_CHECK(o.short_term_images >= 0 && o.short_term_images <= train_set.size(), "netadapt: short_term_images (",
+               o.short_term_images, ") must be in 0..", train_set.size(), " (the training data)");
   TAILOR_CHECK(o.remeasure_seconds >= 0, "netadapt: remeasure_seconds must be >= 0, got ", o.remeasure_seconds);
   const std::vector<std::vector<int64_t>> shapes{o.input_shape};
   const latency::Target& target = o.table->target();
@@ -174,24 +208,39 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
       slice.images = train_set.images.slice(0, data_offset, data_offset + n);
       slice.labels = train_set.labels.slice(0, data_offset, data_offset + n);
       data_offset += n;
+      auto short_term = [&](const GraphModule& m, const data::Dataset& images) {
+        if (o.short_term.epochs <= 0 || images.size() == 0) return;
+        train::TrainOptions st = o.short_term;
+        st.progress = false;
+        st.checkpoint.clear();
+        train::Model model = train::as_model(m, "proposal");
+        train::fit(model, nullptr, images, nullptr, st);
+      };
+      std::vector<GraphModule> copies;
+      std::vector<double> predicted_ms;
+      for (const Proposal& p : proposals) {
+        copies.push_back(pruned_copy(*work, shapes, p.group, p.remove));
+        predicted_ms.push_back(p.ms);
+      }
+      const ProposalTimes timed = time_proposals(work, copies, current, predicted_ms, shapes, o);
       GraphModule best{nullptr};
       double best_acc = -1;
-      const Proposal* chosen = nullptr;
-      for (const Proposal& p : proposals) {
-        GraphModule copy = pruned_copy(*work, shapes, p.group, p.remove);
-        if (o.short_term.epochs > 0) {
-          train::TrainOptions st = o.short_term;
-          st.progress = false;
-          st.checkpoint.clear();
-          train::Model model = train::as_model(copy, "proposal");
-          train::fit(model, nullptr, slice, nullptr, st);
-        }
+      size_t chosen_index = 0;
+      for (size_t i = 0; i < proposals.size(); ++i) {
+        if (!timed.keep[i]) continue;
+        GraphModule copy = copies[i];
+        if (o.fine_tune_every_proposal) short_term(copy, slice);
         const double acc = accuracy_of(*copy, validation);
         if (acc > best_acc) {
           best_acc = acc;
           best = copy;
-          chosen = &p;
+          chosen_index = i;
         }
+      }
+      const Proposal* chosen = &proposals[chosen_index];
+      if (!o.fine_tune_every_proposal && n > 0) {
+        short_term(best, slice);
+        best_acc = accuracy_of(*best, validation);
       }
       work = best;
       current = chosen->ms;
@@ -202,7 +251,9 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
       rec.channels_after = chosen->group.channels - chosen->remove;
       rec.predicted_ms = current;
       rec.accuracy = best_acc;
+      rec.measured_ms = timed.ms.empty() ? 0 : timed.ms[chosen_index];
       rec.proposals = static_cast<int>(proposals.size());
+      rec.dropped = static_cast<int>(std::count(timed.keep.begin(), timed.keep.end(), false));
       result.iterations.push_back(rec);
       if (o.progress) o.progress(it, current, best_acc, rec.group);
     }

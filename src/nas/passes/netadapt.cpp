@@ -23,6 +23,11 @@ class NetAdaptPass : public train::detail::TrainingPass {
   Option<int64_t> max_iterations{this, "max_iterations", NetAdaptOptions{}.max_iterations, "iterations at most"};
   Option<int64_t> short_term_images{this, "short_term_images", NetAdaptOptions{}.short_term_images,
                                     "training images each proposal is fine-tuned on"};
+  Option<bool> fine_tune_every_proposal{this, "fine_tune_every_proposal", NetAdaptOptions{}.fine_tune_every_proposal,
+                                        "fine-tune every proposal before judging it (false: judge as cut, fine-tune "
+                                        "the one kept)"};
+  Option<double> proposal_seconds{this, "proposal_seconds", NetAdaptOptions{}.proposal_seconds,
+                                  "time each proposal beside the current model this long (0: trust the table)"};
   Option<int64_t> validation{this, "validation", 5000,
                              "images held out of the training split that proposals are judged on"};
 
@@ -70,6 +75,8 @@ class NetAdaptPass : public train::detail::TrainingPass {
     o.short_term.checkpoint.clear();
     o.short_term.restore_best = false;
     o.short_term_images = std::min<int64_t>(short_term_images, split.train.size());
+    o.fine_tune_every_proposal = fine_tune_every_proposal;
+    o.proposal_seconds = proposal_seconds;
     o.long_term = train_options(context);
     if (!context.quiet)
       o.progress = [](int it, double ms, double acc, const std::string& group) {
