@@ -335,18 +335,6 @@ int netadapt_bench(const Args& a) {
   return 0;
 }
 
-// Kendall's tau-a of two equally long lists.
-double kendall(const std::vector<double>& x, const std::vector<double>& y) {
-  double concordant = 0, discordant = 0;
-  for (size_t i = 0; i < x.size(); ++i)
-    for (size_t j = i + 1; j < x.size(); ++j) {
-      const double s = (x[i] - x[j]) * (y[i] - y[j]);
-      concordant += s > 0;
-      discordant += s < 0;
-    }
-  return concordant + discordant > 0 ? (concordant - discordant) / (concordant + discordant) : 0;
-}
-
 // How well cheap judgements of a cut rank it: every prunable group of the trained fashion-resnet cut to a half and
 // to a quarter of its channels (L1), judged as cut, after batch-norm re-estimation, and after 500 images of
 // fine-tuning (learning rates 0.05, 0.01, 0.002), against validation top-1 after one epoch of fine-tuning.
@@ -408,8 +396,9 @@ int probe_bench(const Args& a) {
       std::fflush(stdout);
     }
   }
-  std::printf("\nKendall tau against the accuracy after one epoch:\n");
-  for (size_t j = 0; j < judges.size(); ++j) std::printf("  %-34s %.3f\n", judges[j].c_str(), kendall(judged[j], truth));
+  std::printf("\nKendall tau-b against the accuracy after one epoch:\n");
+  for (size_t j = 0; j < judges.size(); ++j)
+    std::printf("  %-34s %.3f\n", judges[j].c_str(), latency::accuracy(judged[j], truth).kendall_tau);
   return 0;
 }
 

@@ -208,13 +208,15 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
       slice.images = train_set.images.slice(0, data_offset, data_offset + n);
       slice.labels = train_set.labels.slice(0, data_offset, data_offset + n);
       data_offset += n;
-      auto short_term = [&](const GraphModule& m, const data::Dataset& images) {
-        if (o.short_term.epochs <= 0 || images.size() == 0) return;
+      // Whether `m` was trained: no short-term fine-tuning without epochs or images.
+      auto short_term = [&](const GraphModule& m) {
+        if (o.short_term.epochs <= 0 || n == 0) return false;
         train::TrainOptions st = o.short_term;
         st.progress = false;
         st.checkpoint.clear();
         train::Model model = train::as_model(m, "proposal");
-        train::fit(model, nullptr, images, nullptr, st);
+        train::fit(model, nullptr, slice, nullptr, st);
+        return true;
       };
       std::vector<GraphModule> copies;
       std::vector<double> predicted_ms;
@@ -229,7 +231,7 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
       for (size_t i = 0; i < proposals.size(); ++i) {
         if (!timed.keep[i]) continue;
         GraphModule copy = copies[i];
-        if (o.fine_tune_every_proposal) short_term(copy, slice);
+        if (o.fine_tune_every_proposal) short_term(copy);
         const double acc = accuracy_of(*copy, validation);
         if (acc > best_acc) {
           best_acc = acc;
@@ -238,10 +240,7 @@ NetAdaptResult netadapt(GraphModuleImpl& module, const data::Dataset& train_set,
         }
       }
       const Proposal* chosen = &proposals[chosen_index];
-      if (!o.fine_tune_every_proposal && n > 0) {
-        short_term(best, slice);
-        best_acc = accuracy_of(*best, validation);
-      }
+      if (!o.fine_tune_every_proposal && short_term(best)) best_acc = accuracy_of(*best, validation);
       work = best;
       current = chosen->ms;
       NetAdaptIteration rec;
