@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -145,6 +146,67 @@ TEST_CASE("onednn-cpu: conv + ReLU is exact against ATen, and repeated runs are 
   CHECK(y1.sizes() == expect.sizes());
   CHECK(max_rel(y1, expect) < 1e-5);
   CHECK(torch::equal(dnn->run({x}).toTensor(), y1));
+}
+
+TEST_CASE("onednn-cpu: kernels wider than their input are cropped to the taps that meet it, same output") {
+  // Late stages of low-resolution searched networks: 7x7 depthwise on 2x2 (taps 2-4 live), strided 7x7 on 4x4
+  // (taps 1-6, asymmetric padding after the crop), dilated 5x5 on 3x3, a dense 5x5 on 1x1, and a kernel that fits.
+  struct Net : torch::nn::Module {
+    torch::nn::Conv2d dw7{torch::nn::Conv2dOptions(24, 24, 7).padding(3).groups(24)};
+    torch::nn::Conv2d s2{torch::nn::Conv2dOptions(24, 24, 7).stride(2).padding(3).groups(24)};
+    torch::nn::Conv2d dil{torch::nn::Conv2dOptions(24, 16, 5).padding(4).dilation(2)};
+    torch::nn::Conv2d dense{torch::nn::Conv2dOptions(16, 8, 5).padding(2)};
+    torch::nn::Conv2d fits{torch::nn::Conv2dOptions(8, 8, 1)};
+    Net() {
+      register_module("dw7", dw7);
+      register_module("s2", s2);
+      register_module("dil", dil);
+      register_module("dense", dense);
+      register_module("fits", fits);
+    }
+    torch::Tensor forward(torch::Tensor x) {  // 1x24x4x4
+      x = torch::hardtanh(s2(x), 0, 6);         // 2x2
+      x = torch::relu(dw7(x));                   // 2x2
+      x = dil(torch::adaptive_avg_pool2d(torch::cat({x, x}, 2), {3, 3}));  // 3x3
+      return fits(dense(torch::adaptive_avg_pool2d(x, {1, 1})));
+    }
+  };
+  torch::manual_seed(5);
+  auto net = std::make_shared<Net>();
+  net->eval();
+  const auto x = torch::randn({1, 24, 4, 4});
+  GraphModule gm = capture(net, x);
+  CompileOptions o;
+  o.input_shapes = {{1, 24, 4, 4}};
+  torch::NoGradGuard g;
+  const torch::Tensor expect = net->forward(x);
+  auto exe = compile("onednn-cpu", *gm, o);
+  CHECK(max_rel(exe->run({x}).toTensor(), expect) < 1e-5);
+  // The kernel list says what runs: cropped weights and padding, and the work of the live taps only.
+  std::map<std::string, Kernel> convs;
+  for (const auto& k : exe->kernels())
+    if (k.op == "conv") convs[k.node] = k;
+  REQUIRE(convs.size() == 5);
+  using Dims = std::vector<int64_t>;
+  CHECK(convs["s2"].weight == Dims{24, 1, 6, 6});
+  CHECK(convs["s2"].padding == Dims{2, 2});
+  CHECK(convs["dw7"].weight == Dims{24, 1, 3, 3});
+  CHECK(convs["dw7"].padding == Dims{1, 1});
+  CHECK(convs["dw7"].macs == Approx(24.0 * 2 * 2 * 9));
+  CHECK(convs["dil"].weight == Dims{16, 24, 3, 3});  // dilation 2: taps 1-3 of 5 meet a 3x3 map
+  CHECK(convs["dil"].padding == Dims{2, 2});
+  CHECK(convs["dense"].weight == Dims{8, 16, 1, 1});
+  CHECK(convs["dense"].padding == Dims{0, 0});
+  CHECK(convs["fits"].weight == Dims{8, 8, 1, 1});
+  // The same through int8: the cropped taps multiply only the zero point, which oneDNN's padding also holds.
+  GraphModule i8 = clone_module(*gm);
+  std::vector<torch::Tensor> calibration;
+  for (int b = 0; b < 3; ++b) calibration.push_back(torch::randn({8, 24, 4, 4}));
+  quant::quantize_static(*i8, calibration, {});
+  auto exe8 = compile("onednn-cpu", *i8, o);
+  INFO(exe8->summary());
+  const torch::Tensor ref8 = i8->forward(x);
+  CHECK(max_rel(exe8->run({x}).toTensor(), ref8) < 0.05);
 }
 
 TEST_CASE("onednn-cpu: a node no backend can run names the node") {

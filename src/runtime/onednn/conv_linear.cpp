@@ -3,6 +3,26 @@
 #include "executable.hpp"
 
 namespace tailor::detail::onednn {
+namespace {
+
+// The first and last taps of one kernel dimension that meet the input at some output position (first > last:
+// none does).
+std::pair<int64_t, int64_t> live_taps(int64_t in, int64_t out, int64_t stride, int64_t step, int64_t pad,
+                                      int64_t taps) {
+  int64_t first = taps, last = -1;
+  for (int64_t i = 0; i < taps; ++i)
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t at = o * stride - pad + i * step;
+      if (at >= 0 && at < in) {
+        first = std::min(first, i);
+        last = i;
+        break;
+      }
+    }
+  return {first, last};
+}
+
+}  // namespace
 
 auto OnednnExecutable::lower_conv(const Node& n) -> bool {
   const int x = n.inputs[0];
@@ -13,7 +33,7 @@ auto OnednnExecutable::lower_conv(const Node& n) -> bool {
   if (spatial < 1 || spatial > 3) return false;
   const Node* xq = graph_.producer(x);
   const bool int8 = xq && deferred_quant_.count(x) && is_s8_weight_quant(n.inputs[1]);
-  const torch::Tensor w = int8 ? weight(*param_of(fq_of_params(n.inputs[1])->inputs[0])) : const_tensor(n.inputs[1]);
+  torch::Tensor w = int8 ? weight(*param_of(fq_of_params(n.inputs[1])->inputs[0])) : const_tensor(n.inputs[1]);
   const int64_t groups = n.i("groups");
   memory::dims strides, dil, pad_l, pad_r, kernel;
   for (size_t k = 0; k < spatial; ++k) {
@@ -24,7 +44,23 @@ auto OnednnExecutable::lower_conv(const Node& n) -> bool {
     // Right padding that gives exactly the output size (floor division drops what does not fit).
     const int64_t span = (kernel[k] - 1) * (dil[k] + 1) + 1;
     pad_r.push_back((os[2 + k] - 1) * strides[k] + span - xs[2 + k] - pad_l[k]);
+    // A kernel wider than its input (a 7x7 depthwise kernel on a 2x2 map, common in searched networks at low
+    // resolution) has taps that only ever meet padding. They add nothing, but oneDNN's direct kernels refuse
+    // such shapes (on AVX2 it runs them as one small GEMM per group, 2-5x slower and bimodal in time), so the
+    // kernel is cropped to the taps that meet the input and the padding shifted to match: the same output.
+    const auto [first, last] = live_taps(xs[2 + k], os[2 + k], strides[k], dil[k] + 1, pad_l[k], kernel[k]);
+    if (first <= last && (first > 0 || last < kernel[k] - 1)) {
+      const int64_t left = pad_l[k] - first * (dil[k] + 1);
+      const int64_t right = pad_r[k] - (kernel[k] - 1 - last) * (dil[k] + 1);
+      if (left >= 0 && right >= std::min<int64_t>(0, pad_r[k])) {
+        w = w.narrow(static_cast<int64_t>(2 + k), first, last - first + 1);
+        kernel[k] = last - first + 1;
+        pad_l[k] = left;
+        pad_r[k] = right;
+      }
+    }
   }
+  w = w.contiguous();
   memory::dims wdims(w.sizes().begin(), w.sizes().end());
   if (groups > 1) {
     wdims[0] /= groups;

@@ -283,6 +283,20 @@ auto OnednnExecutable::kernel_of(const Step& step) const -> Kernel {
   if (dnnl_primitive_get_primitive_desc(d.prim.get(), &pd) == dnnl_success &&
       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
     k.impl = impl;
+  // A convolution runs with the kernel lowering cropped to the taps that meet its input (lower_conv).
+  const_dnnl_op_desc_t op = nullptr;
+  if (pd && k.op == "conv" && wei && k.weight.size() >= 3 &&
+      dnnl_primitive_desc_query(pd, dnnl_query_convolution_d, 0, &op) == dnnl_success && op) {
+    const auto* conv = static_cast<const dnnl_convolution_desc_t*>(op);
+    const auto run = dims_of(wei->desc);
+    const size_t spatial = k.weight.size() - 2;
+    for (size_t s = 0; s < spatial && s < run.size(); ++s) {
+      const int64_t taps = run[run.size() - spatial + s];
+      k.macs *= static_cast<double>(taps) / static_cast<double>(k.weight[2 + s]);
+      k.weight[2 + s] = taps;
+      if (s < k.padding.size()) k.padding[s] = conv->padding[0][s];
+    }
+  }
   std::string types;
   for (const MemRef* r : {src, wei, dst})
     if (r) types += (types.empty() ? "" : ":") + std::string(type_name(r->desc.data_type()));
