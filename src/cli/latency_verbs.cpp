@@ -181,6 +181,7 @@ struct ValidateArgs {
   int count = 200;
   uint64_t seed = 1000;
   double seconds = 1.0;
+  int group = 10;
   bool json = false;
 };
 
@@ -189,6 +190,7 @@ int validate_cmd(const ValidateArgs& a) {
   latency::ValidateOptions o;
   o.workload = a.workload.workload();
   o.count = a.count;
+  o.group = a.group;
   o.seed = a.seed;
   o.seconds_per_model = a.seconds;
   const bool quiet = a.json;
@@ -258,6 +260,8 @@ void add_latency_verbs(CLI::App& app, std::vector<std::function<int()>>& actions
   validate_sub->add_option("--count", v->count, "models to validate on")->capture_default_str();
   validate_sub->add_option("--seed", v->seed, "sampling seed (differs from the build's)")->capture_default_str();
   validate_sub->add_option("--seconds", v->seconds, "timing per model and measurement")->capture_default_str();
+  validate_sub->add_option("--group", v->group, "models compiled and timed interleaved with each other (0: all; "
+                           "larger groups measured slower here)")->capture_default_str();
   validate_sub->add_option("-o,--output", v->output, "also write the report (JSON) here");
   validate_sub->add_flag("--json", v->json, "print JSON (every model)");
 

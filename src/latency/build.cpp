@@ -127,7 +127,9 @@ Accuracy accuracy(const std::vector<double>& predicted, const std::vector<double
 
 ValidationReport validate(const Model& model, const ValidateOptions& o) {
   TAILOR_CHECK(model.fitted(), "latency validate: the table is not fitted");
-  TAILOR_CHECK(o.count > 0 && o.group > 0 && o.rounds > 0, "latency validate: count, group and rounds must be positive");
+  TAILOR_CHECK(o.count > 0 && o.group >= 0 && o.rounds > 0,
+               "latency validate: count and rounds must be positive, group positive or 0 (all)");
+  const int group = o.group > 0 ? o.group : o.count;
   const Target& target = model.target();
   ValidationReport report;
   report.target = target;
@@ -150,7 +152,7 @@ ValidationReport validate(const Model& model, const ValidateOptions& o) {
   int failures = 0;
   while (static_cast<int>(report.rows.size()) < o.count && index < static_cast<int64_t>(o.count) * 50) {
     std::vector<WorkloadItem> items;
-    while (static_cast<int>(items.size() + report.rows.size()) < o.count && static_cast<int>(items.size()) < o.group &&
+    while (static_cast<int>(items.size() + report.rows.size()) < o.count && static_cast<int>(items.size()) < group &&
            index < static_cast<int64_t>(o.count) * 50) {
       WorkloadItem item = draw(o.workload, o.seed, index++);
       if (seen.insert(item.name).second) items.push_back(std::move(item));
