@@ -283,7 +283,7 @@ auto OnednnExecutable::kernel_of(const Step& step) const -> Kernel {
   if (dnnl_primitive_get_primitive_desc(d.prim.get(), &pd) == dnnl_success &&
       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
     k.impl = impl;
-  // A convolution runs with the kernel lowering cropped to the taps that meet its input (lower_conv).
+  // lower_conv may have cropped a convolution kernel to the taps that meet its input: report what runs.
   const_dnnl_op_desc_t op = nullptr;
   if (pd && k.op == "conv" && wei && k.weight.size() >= 3 &&
       dnnl_primitive_desc_query(pd, dnnl_query_convolution_d, 0, &op) == dnnl_success && op) {
