@@ -442,4 +442,16 @@ TEST_CASE("bad tables fail naming the file and the field, and a table refuses an
   CHECK_THROWS_WITH(latency::Model::load(file, &other),
                     Catch::Contains("cpu_model: 'test CPU' vs 'another CPU'") && Catch::Contains("threads: '1' vs '2'"));
   CHECK_THROWS_WITH(latency::Model::load(latency_tmp("no_such_table.json")), Catch::Contains("cannot be read"));
+  // A table measured under an older lowering (one without the field reads as revision 1) refuses, saying why.
+  j = nlohmann::json::parse(text);
+  j["target"].erase("lowering");
+  const std::string old_lowering = write("latency_lowering.json", j.dump());
+  latency::Target now = fake_target();
+  now.lowering = latency::lowering_revision("onednn-cpu");
+  REQUIRE(now.lowering > 1);
+  CHECK(latency::Model::load(old_lowering).target().lowering == 1);
+  CHECK_THROWS_WITH(latency::Model::load(old_lowering, &now),
+                    Catch::Contains("lowering: revision 1 vs " + std::to_string(now.lowering)) &&
+                        Catch::Contains("rebuild it"));
+  CHECK(latency::Target::here("onednn-cpu", 1).lowering == now.lowering);
 }

@@ -17,6 +17,8 @@
 
 namespace tailor::latency {
 
+int lowering_revision(const std::string& backend) { return backend == "onednn-cpu" ? 2 : 1; }
+
 Target Target::here(const std::string& backend, int threads, const std::string& dtype, const std::string& isa_cap) {
   TAILOR_CHECK(threads > 0, "latency target: threads must be positive, got ", threads);
   TAILOR_CHECK(dtype == "float32" || dtype == "int8", "latency target: dtype must be float32 or int8, got '", dtype, "'");
@@ -35,6 +37,7 @@ Target Target::here(const std::string& backend, int threads, const std::string& 
   t.gpu = cuda ? "cuda:0" : "";
   t.torch_version = machine.torch_version;
   t.onednn_version = machine.onednn_version;
+  t.lowering = lowering_revision(backend);
   return t;
 }
 

@@ -104,7 +104,7 @@ Kernel kernel_from_json(const json& j) {
 json target_to_json(const Target& t) {
   return {{"backend", t.backend}, {"threads", t.threads}, {"dtype", t.dtype}, {"isa", t.isa},
           {"cpu_model", t.cpu_model}, {"gpu", t.gpu}, {"torch_version", t.torch_version},
-          {"onednn_version", t.onednn_version}};
+          {"onednn_version", t.onednn_version}, {"lowering", t.lowering}};
 }
 
 Target target_from_json(const json& j, const std::string& where) {
@@ -117,6 +117,9 @@ Target target_from_json(const json& j, const std::string& where) {
   t.gpu = j.at("gpu").get<std::string>();
   t.torch_version = j.at("torch_version").get<std::string>();
   t.onednn_version = j.at("onednn_version").get<std::string>();
+  t.lowering = j.contains("lowering")
+                   ? static_cast<int>(tailor::detail::json_whole(j.at("lowering"), where + ".lowering'", 0, 1000000))
+                   : 1;  // written before the field existed
   return t;
 }
 
@@ -173,6 +176,9 @@ std::string Target::differences(const Target& o) const {
   cmp("gpu", gpu, o.gpu);
   cmp("torch_version", torch_version, o.torch_version);
   cmp("onednn_version", onednn_version, o.onednn_version);
+  if (lowering != o.lowering)
+    out.push_back("lowering: revision " + std::to_string(lowering) + " vs " + std::to_string(o.lowering) +
+                  ": tailor's lowering has changed the kernels it runs since the table was built; rebuild it");
   return join(out, "; ");
 }
 

@@ -28,6 +28,9 @@ struct Target {
   std::string isa;              ///< the x86 ISA level kernels run with (the CPU's best or the cap in force)
   std::string cpu_model, gpu;
   std::string torch_version, onednn_version;
+  /// The revision of tailor's lowering for the backend (lowering_revision): the kernels an executable runs change
+  /// with it, so a table measured under another revision refuses to predict.
+  int lowering = 0;
 
   /// This machine for a backend, thread count, dtype and ISA cap (empty: the level in force).
   static Target here(const std::string& backend, int threads, const std::string& dtype = "float32",
@@ -36,6 +39,11 @@ struct Target {
   std::string differences(const Target& other) const;
   std::string str() const;  ///< "onednn-cpu 2 threads float32 avx2 on AMD EPYC ..."
 };
+
+/// The revision of tailor's lowering for a backend, bumped whenever it changes the kernels executables run
+/// (onednn-cpu 2: convolution kernels wider than their input are cropped). Tables written before the field existed
+/// read as revision 1.
+int lowering_revision(const std::string& backend);
 
 /// What the latency model reads from a compiled executable: the kernels it runs, in order, and the bytes it keeps
 /// between runs (weights and planned activations). The same kernel runs faster in a model whose data stays in
