@@ -48,10 +48,11 @@ auto OnednnExecutable::lower_conv(const Node& n) -> bool {
     // resolution) has taps that only ever meet padding. They add nothing, but oneDNN's direct kernels refuse
     // such shapes (on AVX2 it runs them as one small GEMM per group, 2-5x slower and bimodal in time), so the
     // kernel is cropped to the taps that meet the input and the padding shifted to match: the same output.
-    const auto [first, last] = live_taps(xs[2 + k], os[2 + k], strides[k], dil[k] + 1, pad_l[k], kernel[k]);
+    const int64_t step = dil[k] + 1;  // oneDNN counts dilation from 0
+    const auto [first, last] = live_taps(xs[2 + k], os[2 + k], strides[k], step, pad_l[k], kernel[k]);
     if (first <= last && (first > 0 || last < kernel[k] - 1)) {
-      const int64_t left = pad_l[k] - first * (dil[k] + 1);
-      const int64_t right = pad_r[k] - (kernel[k] - 1 - last) * (dil[k] + 1);
+      const int64_t left = pad_l[k] - first * step;
+      const int64_t right = pad_r[k] - (kernel[k] - 1 - last) * step;
       if (left >= 0 && right >= std::min<int64_t>(0, pad_r[k])) {
         w = w.narrow(static_cast<int64_t>(2 + k), first, last - first + 1);
         kernel[k] = last - first + 1;
