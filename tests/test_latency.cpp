@@ -408,6 +408,43 @@ TEST_CASE("int8 targets quantize the variants and run int8 kernels") {
   CHECK_THROWS_WITH(latency::Target::here("libtorch-cpu", 1, "int8"), Catch::Contains("onednn-cpu only"));
 }
 
+TEST_CASE("detect_kernels lists exactly what a full compile runs, without making code or reordering weights") {
+  // Float and int8, dense and depthwise, a kernel wider than its input (cropped), bottlenecks, a linear head.
+  const std::vector<std::string> archs = {
+      "mobilenet@64:16:1x16k3,2x24k5e4s2,2x40k7e6s2,1x80k7e3s2,1x96k3e4s2:640",
+      "resnet@64:32:2x32k3e4,1x64k5s2,1x128k3e4s2",
+  };
+  for (const std::string dtype : {"float32", "int8"}) {
+    const latency::Target t = latency::Target::here("onednn-cpu", 1, dtype);
+    for (const auto& text : archs) {
+      const models::ArchConfig config = models::ArchConfig::parse(text);
+      const std::vector<int64_t> shape = config.input_shape(3);
+      GraphModule m = latency::prepare_for_target(models::capture_arch(config, {}), shape, t);
+      const latency::KernelList listed = latency::detect_kernels(*m, shape, t);
+      const latency::KernelList compiled = latency::kernels_of(*compile(t.backend, *m, latency::compile_options(shape, t)));
+      INFO(dtype << " " << text);
+      REQUIRE(listed.kernels.size() == compiled.kernels.size());
+      REQUIRE(listed.kernels.size() > 10);
+      int int8 = 0;
+      for (size_t i = 0; i < listed.kernels.size(); ++i) {
+        CHECK(listed.kernels[i].node == compiled.kernels[i].node);
+        CHECK(listed.kernels[i].key() == compiled.kernels[i].key());
+        CHECK(listed.kernels[i].impl == compiled.kernels[i].impl);
+        int8 += listed.kernels[i].dtype.rfind("u8", 0) == 0;
+      }
+      CHECK((int8 > 0) == (dtype == "int8"));
+      CHECK(listed.working_set_bytes == compiled.working_set_bytes);
+      CHECK(listed.total_work() == compiled.total_work());
+    }
+  }
+  CompileOptions o;
+  o.input_shapes = {{1, 1, 28, 28}};
+  o.kernels_only = true;
+  auto exe = compile("onednn-cpu", *models::capture_model("fashion-cnn"), o);
+  CHECK(!exe->kernels().empty());
+  CHECK_THROWS_WITH(exe->run({torch::randn({1, 1, 28, 28})}), Catch::Contains("only to list its kernels"));
+}
+
 TEST_CASE("bad tables fail naming the file and the field, and a table refuses another target") {
   const latency::Model model = one_kernel_model();
   const std::string file = latency_tmp("latency_bad.json");

@@ -217,6 +217,9 @@ int validate_cmd(const ValidateArgs& a) {
   line("noise floor: a second measurement", r.noise);
   std::cout << fmt::format("  {:.0f} predictions per second from kernel lists ({:.0f} on the first pass); compiling to list "
                            "kernels: {:.1f} ms per model\n", r.predict_per_second, r.predict_cold_per_second, r.detect_ms);
+  if (r.detect_mismatches > 0)
+    std::cout << fmt::format("  warning: for {} architectures the kernels listed without compiling in full differ from "
+                             "those the compiled executable runs (a tailor bug: please report it)\n", r.detect_mismatches);
   return 0;
 }
 

@@ -82,7 +82,9 @@ KernelList kernels_of(const Executable& exe) {
 }
 
 KernelList detect_kernels(const GraphModuleImpl& module, const std::vector<int64_t>& input_shape, const Target& target) {
-  return kernels_of(*compile(target.backend, module, compile_options(input_shape, target)));
+  CompileOptions options = compile_options(input_shape, target);
+  options.kernels_only = true;
+  return kernels_of(*compile(target.backend, module, options));
 }
 
 std::pair<ModelSample, std::vector<KernelSample>> measure(Executable& exe, const std::vector<int64_t>& input_shape,

@@ -141,7 +141,10 @@ bool fold_batch_norm(GraphModuleImpl& module) {
     const torch::Tensor scale = gamma / torch::sqrt(var + eps);
     std::vector<int64_t> bshape(w.dim(), 1);
     bshape[0] = channels;
-    const torch::Tensor new_w = (w.to(torch::kDouble) * scale.reshape(bshape)).to(w.scalar_type());
+    // The per-channel factors in double, the weight scaled in its own type: one new tensor, not three (each
+    // new tensor of weights costs page faults, which a VM makes slow: 0.8 s of a 0.9 s compile on this
+    // project's VMs for a 3M-parameter ResNet when the weights went through double).
+    const torch::Tensor new_w = w * scale.to(w.scalar_type()).reshape(bshape);
     const bool had_bias = !bias_name.empty();
     const torch::Tensor old_b = had_bias ? module.tensor(bias_name).to(torch::kDouble) : torch::zeros({channels}, opts);
     const torch::Tensor new_b = ((old_b - mean) * scale + beta).to(w.scalar_type());

@@ -296,7 +296,8 @@ struct ValidationReport {
   Accuracy calibrated;                  ///< the model calibrated by the reference timed in the same rounds
   double predict_per_second = 0;        ///< architectures per second from their kernel lists (answers remembered)
   double predict_cold_per_second = 0;   ///< the first pass, every regressor answer computed
-  double detect_ms = 0;                 ///< mean compile-and-list time per architecture
+  double detect_ms = 0;                 ///< mean time to list an architecture's kernels (prepare, kernels-only compile)
+  int detect_mismatches = 0;            ///< architectures whose listed kernels differ from the compiled ones (0)
   std::string to_json() const;
 };
 struct ValidateOptions {

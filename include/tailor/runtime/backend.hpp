@@ -28,6 +28,11 @@ struct CompileOptions {
   /// Caps the x86 ISA of CPU kernels ("avx2", "avx512_core_vnni", ...; see isa.hpp) before compiling; empty: the
   /// level in force. The cap is process-wide and fixed once the first oneDNN kernel exists.
   std::string isa;
+  /// Lower only as far as listing kernels(): the executable reports the kernels, weight_bytes() and
+  /// peak_activation_bytes() a full compile would, but makes no code and reorders no weights, and cannot run
+  /// (onednn-cpu: 1.3-3x faster to compile; the latency model's detect_kernels uses it). Backends whose
+  /// compile is cheap ignore it and compile in full.
+  bool kernels_only = false;
 };
 
 /// The time of one step of a run. A step is one graph node, or an anchor node with the nodes fused into it.

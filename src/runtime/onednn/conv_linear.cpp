@@ -96,7 +96,7 @@ auto OnednnExecutable::lower_conv(const Node& n) -> bool {
   MemRef dst = f.add ? sum_destination(f, pd.dst_desc(), src, name) : new_buffer(pd.dst_desc());
   args.push_back({DNNL_ARG_DST, dst});
   add_dnnl_step(name, int8 ? (out_q ? "conv int8->u8" : "conv int8") : "conv", fused_names(f),
-                dnnl::convolution_forward(pd), std::move(args));
+                pd, std::move(args));
   if (out_q) define_q(f.out, dst, *out_q);
   else define(f.out, dst);
   ++lowered_;
@@ -147,7 +147,7 @@ auto OnednnExecutable::lower_linear(const Node& n) -> bool {
   MemRef dst = new_buffer(dst_d);
   args.push_back({DNNL_ARG_DST, dst});
   add_dnnl_step(n.name, int8 ? (out_q ? "linear int8->u8" : "linear int8") : "linear", fused_names(f),
-                dnnl::matmul(pd), std::move(args));
+                pd, std::move(args));
   const auto& out_shape = shape(f.out);
   dst.desc = memory::desc(memory::dims(out_shape.begin(), out_shape.end()), out_q ? dt::u8 : act_,
                           plain_tag(out_shape.size()));

@@ -54,7 +54,7 @@ auto OnednnExecutable::lower_pool(const Node& n) -> bool {
   MemRef dst = new_buffer(pd.dst_desc());
   std::vector<std::pair<int, MemRef>> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
   if (pd.workspace_desc().get_size() > 0) args.push_back({DNNL_ARG_WORKSPACE, new_temp(pd.workspace_desc())});
-  add_dnnl_step(n.name, on_u8 ? n.kind + " u8" : n.kind, {}, dnnl::pooling_v2_forward(pd), std::move(args));
+  add_dnnl_step(n.name, on_u8 ? n.kind + " u8" : n.kind, {}, pd, std::move(args));
   if (on_u8) define_q(n.outputs[0], dst, homes_[x].q);
   else define(n.outputs[0], dst);
   ++lowered_;
@@ -80,7 +80,7 @@ auto OnednnExecutable::lower_mean(const Node& n) -> bool {
   }
   if (is_reference(pd)) return false;
   MemRef dst = new_buffer(dst_d);
-  add_dnnl_step(n.name, n.kind, {}, dnnl::reduction(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+  add_dnnl_step(n.name, n.kind, {}, pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   dst.desc = act_desc(shape(n.outputs[0]));  // keepdim=false drops size-1 dims of a plain layout: same bytes
   define(n.outputs[0], dst);
   ++lowered_;
@@ -108,7 +108,7 @@ auto OnednnExecutable::lower_eltwise(const Node& n) -> bool {
   }
   if (is_reference(pd)) return false;
   MemRef dst = reuse_or_new(x, n, src);
-  add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+  add_dnnl_step(n.name, n.kind, fused_names(f), pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   define(f.out, dst);
   ++lowered_;
   fused_ += static_cast<int>(f.eltwise.size());
@@ -141,7 +141,7 @@ auto OnednnExecutable::lower_binary(const Node& n) -> bool {
         engine_);
     if (is_reference(pd)) return false;
     MemRef dst = reuse_or_new(a, n, src);
-    add_dnnl_step(n.name, n.kind, {}, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+    add_dnnl_step(n.name, n.kind, {}, pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
     define(n.outputs[0], dst);
     ++lowered_;
     return true;
@@ -193,7 +193,7 @@ auto OnednnExecutable::lower_binary(const Node& n) -> bool {
   }
   if (is_reference(pd)) return false;
   MemRef dst = reuse_or_new(a, n, src0);
-  add_dnnl_step(n.name, n.kind, fused_names(f), dnnl::binary(pd),
+  add_dnnl_step(n.name, n.kind, fused_names(f), pd,
                 {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
   define(f.out, dst);
   ++lowered_;
@@ -232,7 +232,7 @@ auto OnednnExecutable::lower_cat(const Node& n) -> bool {
   if (is_reference(pd)) return false;
   MemRef dst = new_buffer(pd.dst_desc());
   args.push_back({DNNL_ARG_DST, dst});
-  add_dnnl_step(n.name, n.kind, {}, dnnl::concat(pd), std::move(args));
+  add_dnnl_step(n.name, n.kind, {}, pd, std::move(args));
   define(n.outputs[0], dst);
   ++lowered_;
   return true;
@@ -256,7 +256,7 @@ auto OnednnExecutable::lower_softmax(const Node& n) -> bool {
   }
   if (is_reference(pd)) return false;
   MemRef dst = new_buffer(src.desc);
-  add_dnnl_step(n.name, n.kind, {}, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
+  add_dnnl_step(n.name, n.kind, {}, pd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   define(n.outputs[0], dst);
   ++lowered_;
   return true;
@@ -279,7 +279,7 @@ auto OnednnExecutable::lower_norm(const Node& n) -> bool {
   const Node* mp = bn ? param_of(n.inputs[3]) : nullptr;
   const Node* vp = bn ? param_of(n.inputs[4]) : nullptr;
   if (bn && (!mp || !vp)) return false;
-  dnnl::primitive prim;
+  dnnl::primitive_desc_base made;
   try {
     if (bn) {
       dnnl::batch_normalization_forward::primitive_desc pd(
@@ -287,12 +287,12 @@ auto OnednnExecutable::lower_norm(const Node& n) -> bool {
                                                   flags | dnnl::normalization_flags::use_global_stats),
           engine_);
       if (is_reference(pd)) return false;
-      prim = dnnl::batch_normalization_forward(pd);
+      made = pd;
     } else {
       dnnl::layer_normalization_forward::primitive_desc pd(
           dnnl::layer_normalization_forward::desc(dnnl::prop_kind::forward_inference, src_desc, eps, flags), engine_);
       if (is_reference(pd)) return false;
-      prim = dnnl::layer_normalization_forward(pd);
+      made = pd;
     }
   } catch (const dnnl::error&) {
     return false;
@@ -307,7 +307,7 @@ auto OnednnExecutable::lower_norm(const Node& n) -> bool {
   }
   MemRef dst = new_buffer(src.desc);
   args.push_back({DNNL_ARG_DST, dst});
-  add_dnnl_step(n.name, n.kind, {}, prim, std::move(args));
+  add_dnnl_step(n.name, n.kind, {}, made, std::move(args));
   define(n.outputs[0], dst);
   ++lowered_;
   return true;

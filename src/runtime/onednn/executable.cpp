@@ -96,8 +96,10 @@ auto OnednnExecutable::lower() -> void {
   }
   for (const auto& [v, s] : last_step)
     if (!graph_.is_graph_output(v)) steps_[s].release.push_back(v);
-  pool_.allocate();
-  for (Step& st : steps_) finalize(st.dnnl);
+  if (!options_.kernels_only) {
+    pool_.allocate();
+    for (Step& st : steps_) finalize(st.dnnl);
+  }
 
   std::ostringstream os;
   os << "onednn-cpu " << (act_ == dt::bf16 ? "bf16" : "fp32") << " (" << isa_ << ", oneDNN " << dnnl::version()->major << "." << dnnl::version()->minor << "."
@@ -129,7 +131,8 @@ auto OnednnExecutable::lower() -> void {
 }
 
 auto OnednnExecutable::finalize(DnnlStep& d) -> void {
-  if (!d.prim) return;
+  if (!d.pd) return;
+  d.prim = dnnl::primitive(d.pd.get());
   for (const auto& [arg, ref] : d.args) {
     if (ref.slot >= 0) {
       d.mems[arg] = memory(ref.desc, engine_, DNNL_MEMORY_NONE);
@@ -144,6 +147,8 @@ auto OnednnExecutable::finalize(DnnlStep& d) -> void {
 
 auto OnednnExecutable::execute(const std::vector<c10::IValue>& inputs, std::vector<StepTime>* times) -> c10::IValue {
   c10::InferenceMode guard;
+  TAILOR_CHECK(!options_.kernels_only, "onednn-cpu: this executable was compiled only to list its kernels "
+               "(CompileOptions::kernels_only) and cannot run; compile it again without that option");
   TAILOR_CHECK(inputs.size() == graph_.inputs().size(), "onednn-cpu: the graph takes ", graph_.inputs().size(),
                " inputs, got ", inputs.size());
   std::vector<c10::IValue> slots(graph_.num_values());
@@ -278,10 +283,9 @@ auto OnednnExecutable::kernel_of(const Step& step) const -> Kernel {
     if (src) k.inputs = {dims_of(src->desc)};
     if (dst) k.output = dims_of(dst->desc);
   }
-  const_dnnl_primitive_desc_t pd = nullptr;
+  const_dnnl_primitive_desc_t pd = d.pd ? d.pd.get() : nullptr;
   const char* impl = nullptr;
-  if (dnnl_primitive_get_primitive_desc(d.prim.get(), &pd) == dnnl_success &&
-      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
+  if (pd && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl)
     k.impl = impl;
   // lower_conv may have cropped a convolution kernel to the taps that meet its input: report what runs.
   const_dnnl_op_desc_t op = nullptr;

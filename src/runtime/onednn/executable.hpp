@@ -76,6 +76,9 @@ struct MemRef {
 };
 
 struct DnnlStep {
+  // What the step runs. The primitive (oneDNN generates its code here) is made from it by finalize(), and not
+  // at all when the executable is compiled only to list its kernels.
+  dnnl::primitive_desc_base pd;
   dnnl::primitive prim;
   std::vector<std::pair<int, MemRef>> args;
   std::unordered_map<int, memory> mems;  // built by finalize()
@@ -251,7 +254,7 @@ class OnednnExecutable final : public Executable {
   void ensure_aten(int v);
 
   void add_dnnl_step(const std::string& node, const std::string& kind, std::vector<std::string> fused,
-                     dnnl::primitive prim, std::vector<std::pair<int, MemRef>> args);
+                     const dnnl::primitive_desc_base& pd, std::vector<std::pair<int, MemRef>> args);
 
   struct EltOp {
     dnnl::algorithm alg;

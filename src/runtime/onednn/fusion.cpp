@@ -88,7 +88,7 @@ auto OnednnExecutable::sum_destination(const Fusion& f, const memory::desc& dst_
     return other;
   }
   MemRef dst = new_buffer(dst_desc);
-  add_dnnl_step(node, "reorder", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, other.desc, engine_, dst_desc)),
+  add_dnnl_step(node, "reorder", {}, dnnl::reorder::primitive_desc(engine_, other.desc, engine_, dst_desc),
                 {{DNNL_ARG_FROM, other}, {DNNL_ARG_TO, dst}});
   ++reorders_;
   return dst;

@@ -126,7 +126,7 @@ auto OnednnExecutable::quantized_ref(int vq, const memory::desc& want, const std
                                         attr, engine_);
         if (!is_reference(pd)) {
           MemRef out = new_buffer(u8_same);
-          add_dnnl_step(node, "quantize", {}, dnnl::binary(pd),
+          add_dnnl_step(node, "quantize", {}, pd,
                         {{DNNL_ARG_SRC_0, cur}, {DNNL_ARG_SRC_1, own(torch::zeros({1}), zero_d)}, {DNNL_ARG_DST, out}});
           ++quantized_;
           define_q(vq, out, q);
@@ -140,14 +140,14 @@ auto OnednnExecutable::quantized_ref(int vq, const memory::desc& want, const std
           dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_clip, cur.desc, lo, hi),
           engine_);
       MemRef clipped = new_temp(cur.desc);
-      add_dnnl_step(node, "clip", {}, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, clipped}});
+      add_dnnl_step(node, "clip", {}, pd, {{DNNL_ARG_SRC, cur}, {DNNL_ARG_DST, clipped}});
       cur = clipped;
     }
     MemRef out = new_buffer(want);
     dnnl::primitive_attr attr;
     attr.set_output_scales(0, {1.0f / q.scale});
     attr.set_zero_points(DNNL_ARG_DST, 0, {q.zero_point});
-    add_dnnl_step(node, "quantize", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want, attr)),
+    add_dnnl_step(node, "quantize", {}, dnnl::reorder::primitive_desc(engine_, cur.desc, engine_, want, attr),
                   {{DNNL_ARG_FROM, cur}, {DNNL_ARG_TO, out}});
     ++quantized_;
     define_q(vq, out, q);
@@ -155,7 +155,7 @@ auto OnednnExecutable::quantized_ref(int vq, const memory::desc& want, const std
   }
   if (h.q_ref.desc == want) return h.q_ref;
   MemRef out = new_temp(want);
-  add_dnnl_step(node, "reorder", {}, dnnl::reorder(dnnl::reorder::primitive_desc(engine_, h.q_ref.desc, engine_, want)),
+  add_dnnl_step(node, "reorder", {}, dnnl::reorder::primitive_desc(engine_, h.q_ref.desc, engine_, want),
                 {{DNNL_ARG_FROM, h.q_ref}, {DNNL_ARG_TO, out}});
   ++reorders_;
   return out;
