@@ -98,7 +98,13 @@ auto OnednnExecutable::lower() -> void {
     if (!graph_.is_graph_output(v)) steps_[s].release.push_back(v);
   if (!options_.kernels_only) {
     pool_.allocate();
-    for (Step& st : steps_) finalize(st.dnnl);
+    for (Step& st : steps_) {
+      try {
+        finalize(st.dnnl);
+      } catch (const dnnl::error& e) {
+        TAILOR_FAIL("backend onednn-cpu: creating the kernel of node '", st.node, "' (", st.kind, ") failed: ", e.what());
+      }
+    }
   }
 
   std::ostringstream os;
