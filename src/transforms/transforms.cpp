@@ -142,8 +142,8 @@ bool fold_batch_norm(GraphModuleImpl& module) {
     std::vector<int64_t> bshape(w.dim(), 1);
     bshape[0] = channels;
     // The per-channel factors in double, the weight scaled in its own type: one new tensor, not three (each
-    // new tensor of weights costs page faults, which a VM makes slow: 0.8 s of a 0.9 s compile on this
-    // project's VMs for a 3M-parameter ResNet when the weights went through double).
+    // new tensor of weights costs page faults, which a VM makes slow: through double, a ResNet of the search
+    // space at 64-160 px compiled in 0.45-0.5 s on this project's VMs, 0.2 s this way).
     const torch::Tensor new_w = w * scale.to(w.scalar_type()).reshape(bshape);
     const bool had_bias = !bias_name.empty();
     const torch::Tensor old_b = had_bias ? module.tensor(bias_name).to(torch::kDouble) : torch::zeros({channels}, opts);
